@@ -1,0 +1,53 @@
+"""Shared fixtures: service URLs, and the rule that a missing service skips locally but
+fails under CI, so CI can never pass with integration tests silently skipped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_URL = os.environ.get("TTG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("TTG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+# Local clusters started by the tests run without Ray 2.60's token authentication.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def missing_service(what: str) -> None:
+    """Skip when run by hand, fail under CI=true."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} is not available, and CI requires it", pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not _reachable(REDIS_URL, 6379):
+        missing_service(f"Redis at {REDIS_URL}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    if not _reachable(AMQP_URL, 5672):
+        missing_service(f"RabbitMQ at {AMQP_URL}")
+    return AMQP_URL
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A run id of this test's own, so tests never share keys or queues."""
+    return f"test-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,24 @@
+"""ttg_ray: parameter sweeps across a cluster, on Ray (default), Redis Streams or RabbitMQ.
+
+    import ttg_ray
+    result = ttg_ray.compute(f, 10_000)          # values in parameter order
+    for index, param, value in ttg_ray.stream(f, range(10**7), output="out.jsonl"):
+        ...
+"""
+
+from ttg_ray.api import Sweep, SweepResult, compute, stream
+from ttg_ray.errors import TtgError
+from ttg_ray.params import Grid, ParamList, ParamRange, Space
+
+__all__ = [
+    "Grid",
+    "ParamList",
+    "ParamRange",
+    "Space",
+    "Sweep",
+    "SweepResult",
+    "TtgError",
+    "compute",
+    "stream",
+]
+__version__ = "0.1.0"

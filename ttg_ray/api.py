@@ -1,0 +1,195 @@
+"""The public front door: ``compute()`` returns every value, ``stream()`` yields them
+as they complete. Both validate their arguments and run a Runner over a backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttg_ray.backends import BackendOptions, load_backend
+from ttg_ray.errors import InvalidFunction, OutputError, UsageError
+from ttg_ray.ledger import IndexLedger
+from ttg_ray.params import Space, as_space
+from ttg_ray.results import ParamFailure, ResultStore, read_store
+from ttg_ray.runner import Batch, ProgressFn, RetryPolicy, Runner
+from ttg_ray.summary import Summary
+
+
+@dataclass
+class SweepResult:
+    """What compute() returns: values in parameter order (None where failed)."""
+
+    values: list[Any]
+    failures: list[ParamFailure]
+    summary: Summary
+    output: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class Sweep:
+    """What stream() returns: iterate it for ``(index, param, value)`` of each success
+    as it completes; afterwards ``failures`` and ``summary`` are complete."""
+
+    _runner: Runner
+    _store: ResultStore | None
+    failures: list[ParamFailure] = field(default_factory=list)
+
+    @property
+    def summary(self) -> Summary:
+        return self._runner.summary
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def batches(self) -> Iterator[Batch]:
+        """The raw batches, for callers that handle whole chunks at a time."""
+        try:
+            for batch in self._runner.batches():
+                self.failures.extend(batch.failures)
+                yield batch
+        finally:
+            self._runner.backend.close()
+            if self._store is not None:
+                self._store.discard_if_empty()
+
+    def __iter__(self) -> Iterator[tuple[int, Any, Any]]:
+        space = self._runner.space
+        for batch in self.batches():
+            for index, value in zip(batch.indices, batch.values):
+                yield index, space[index], value
+
+
+def stream(fn: Callable[[Any], Any], params: Any, **kwargs: Any) -> Sweep:
+    """Prepare a sweep of ``fn`` over ``params``; it runs as you iterate it.
+
+    ``params`` is an int (0..n-1), a range, a sequence, a dict of axes (a grid) or a
+    Space. ``output`` is a JSON Lines file written as results arrive; with ``resume``,
+    the indices already in it are skipped (and not yielded). Other keyword arguments go
+    to the backend (see BackendOptions: spread, redis_url, amqp_url, external_workers).
+    """
+    return _prepare(fn, params, **kwargs)
+
+
+def compute(fn: Callable[[Any], Any], params: Any, **kwargs: Any) -> SweepResult:
+    """Run ``fn`` over every parameter of ``params`` and return all values in order.
+
+    Takes the same arguments as stream(). With ``resume``, the values already in the
+    output file are read back into ``values`` too.
+    """
+    resumed: dict[int, Any] = {}
+    sweep = _prepare(fn, params, on_resumed=resumed.__setitem__, **kwargs)
+    values: list[Any] = [None] * len(sweep._runner.space)
+    for index, value in resumed.items():
+        values[index] = value
+    del resumed
+    for batch in sweep.batches():
+        indices = batch.indices
+        if isinstance(indices, range) and indices.step == 1:
+            values[indices.start : indices.stop] = batch.values
+        else:
+            for index, value in zip(indices, batch.values):
+                values[index] = value
+    output = Path(kwargs["output"]) if kwargs.get("output") else None
+    return SweepResult(values, sweep.failures, sweep.summary, output)
+
+
+def _prepare(
+    fn: Callable[[Any], Any],
+    params: Any,
+    *,
+    backend: str = "ray",
+    chunk_size: int | None = None,
+    workers: int | None = None,
+    max_retries: int = 3,
+    address: str | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    run_id: str | None = None,
+    on_resumed: Callable[[int, Any], None] | None = None,
+    **backend_options: Any,
+) -> Sweep:
+    if not callable(fn):
+        raise InvalidFunction(f"fn must be callable, got {type(fn).__name__}")
+    space = as_space(params)
+    _check_count("chunk_size", chunk_size, minimum=1)
+    _check_count("workers", workers, minimum=1)
+    _check_count("max_retries", max_retries, minimum=0)
+    if resume and output is None:
+        raise UsageError("resume needs an output file to resume from (--output PATH.jsonl)")
+    backend_cls = load_backend(backend)
+    try:
+        options = BackendOptions(
+            workers=workers, max_retries=max_retries, address=address, **backend_options
+        )
+    except TypeError as err:
+        raise UsageError(f"unknown backend option: {err}") from None
+    done = _read_done(output, space, on_resumed) if resume else IndexLedger()
+    store = ResultStore(output, resume=resume) if output is not None else None
+    runner = Runner(
+        backend_cls(options),
+        fn,
+        space,
+        run_id or uuid.uuid4().hex[:12],
+        chunk_size=chunk_size,
+        retry=RetryPolicy(max_retries=max_retries),
+        store=store,
+        done=done,
+        progress=progress,
+    )
+    return Sweep(runner, store)
+
+
+def _check_count(name: str, value: int | None, minimum: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _read_done(
+    path: Any, space: Space, on_resumed: Callable[[int, Any], None] | None
+) -> IndexLedger:
+    """The indices an earlier run of this sweep already finished, from its result file."""
+    done = IndexLedger()
+    for record in read_store(path):
+        _check_record(record, space, path)
+        index = record["index"]
+        if index in done:
+            continue
+        done.add_range(index, index + 1)
+        if on_resumed is not None and "value" in record:
+            on_resumed(index, record["value"])
+    return done
+
+
+def _check_record(record: dict, space: Space, path: Any) -> None:
+    """A resume file must come from the same space: same indices, same parameters."""
+    index = record.get("index")
+    if not isinstance(index, int) or not 0 <= index < len(space):
+        raise OutputError(
+            f"{path} has index {index!r}, outside this sweep's {len(space):,} parameters; "
+            "it belongs to a different sweep: choose another --output or rerun that sweep"
+        )
+    if _normal(record.get("param")) != _normal(space[index]):
+        raise OutputError(
+            f"{path} has parameter {record.get('param')!r} at index {index}, but this sweep's "
+            f"parameter there is {space[index]!r}; it belongs to a different sweep"
+        )
+
+
+def _normal(value: Any) -> Any:
+    """JSON's view of a value: tuples become lists, as they do in the file."""
+    if isinstance(value, (tuple, list)):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,94 @@
+"""The interface every backend implements, and the registry that picks one by name.
+
+A backend executes chunks somewhere and hands their results back; the runner does
+everything else (planning, retries, dedup, the store, the summary). Backends import
+their client libraries only when chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ttg_ray.chunks import Chunk
+from ttg_ray.errors import UsageError
+from ttg_ray.params import Space
+from ttg_ray.results import ChunkResult
+
+BACKENDS = {
+    "ray": "ttg_ray.ray_backend:RayBackend",
+    "redis": "ttg_ray.queue_backend:RedisBackend",
+    "rabbitmq": "ttg_ray.queue_backend:RabbitBackend",
+}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Everything a backend may need; each backend reads the fields that concern it."""
+
+    workers: int | None = None
+    max_retries: int = 3
+    address: str | None = None  # ray: cluster address (else RAY_ADDRESS, else local)
+    spread: bool = False  # ray: SPREAD scheduling across nodes
+    include_dashboard: bool | None = None  # ray: for a local Ray; None = Ray's default
+    redis_url: str | None = None  # redis: else TTG_REDIS_URL, else localhost
+    amqp_url: str | None = None  # rabbitmq: else TTG_AMQP_URL, else localhost
+    external_workers: bool = False  # queues: start no local workers
+    allow_modules: tuple[str, ...] = ()  # queues: extra modules local workers may run
+
+
+class Backend(ABC):
+    """Runs chunks of one sweep. Lifecycle: start() once, then any number of submit()
+    and poll(), then close() (always, also after errors)."""
+
+    name: str = "?"
+
+    def __init__(self, options: BackendOptions):
+        self.options = options
+
+    @abstractmethod
+    def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+        """Connect (or start a local cluster) and get ready to run ``fn`` over ``space``.
+        Raises BackendUnavailable when the backend cannot be reached."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many chunks can run at the same time (worker slots)."""
+
+    @abstractmethod
+    def submit(self, chunk: Chunk) -> None:
+        """Start running ``chunk``. System failures (worker or node death) are retried by
+        the backend itself, up to the max_retries it was built with."""
+
+    @abstractmethod
+    def poll(self, timeout_s: float) -> list[ChunkResult]:
+        """Results that have arrived, waiting up to ``timeout_s`` for at least one. A chunk
+        whose retries ran out comes back as a result with ``lost`` set."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and anything start() created."""
+
+
+def load_backend(name: str) -> type[Backend]:
+    """The Backend class registered under ``name``."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            raise UsageError(f"the {name} backend is not available in this version yet") from err
+        raise UsageError(
+            f"the {name} backend needs {err.name!r}: pip install 'ttg-ray[{name}]'"
+        ) from err
+    return getattr(module, attr)

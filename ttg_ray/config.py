@@ -1,0 +1,74 @@
+"""Settings read from the environment: the only module that reads os.environ."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by '***', safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where the Ray backend connects: explicit address, else RAY_ADDRESS, else local."""
+
+    address: str | None = None
+
+    @classmethod
+    def from_env(cls, address: str | None = None) -> RayConfig:
+        return cls(address=address or os.environ.get("RAY_ADDRESS") or None)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Broker URLs: explicit, else TTG_REDIS_URL / TTG_AMQP_URL, else localhost."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    amqp_url: str = DEFAULT_AMQP_URL
+
+    @classmethod
+    def from_env(cls, redis_url: str | None = None, amqp_url: str | None = None) -> BrokerConfig:
+        return cls(
+            redis_url=redis_url or os.environ.get("TTG_REDIS_URL") or DEFAULT_REDIS_URL,
+            amqp_url=amqp_url or os.environ.get("TTG_AMQP_URL") or DEFAULT_AMQP_URL,
+        )
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Who is logging: worker id, host, and the pod and node when on Kubernetes."""
+
+    worker_id: str
+    hostname: str
+    pod_name: str | None
+    node_name: str | None
+
+    @classmethod
+    def from_env(cls, worker_id: str | None = None) -> WorkerContext:
+        hostname = socket.gethostname()
+        return cls(
+            worker_id=worker_id or os.environ.get("TTG_WORKER_ID") or f"{hostname}-{os.getpid()}",
+            hostname=hostname,
+            pod_name=os.environ.get("POD_NAME") or None,
+            node_name=os.environ.get("NODE_NAME") or None,
+        )
+
+
+def env_flag(name: str) -> bool:
+    """True when the variable is set to something other than '', '0' or 'false'."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")

@@ -1,0 +1,81 @@
+"""Chunk execution: the one place a user function is called, by every backend."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ttg_ray.chunks import Chunk
+from ttg_ray.params import Space
+from ttg_ray.results import ChunkResult, ParamFailure
+
+
+def run_chunk(
+    fn: Callable[[Any], Any],
+    space: Space,
+    chunk: Chunk,
+    *,
+    node: str = "",
+    worker: str = "",
+) -> ChunkResult:
+    """Call ``fn`` on every parameter of ``chunk``. A parameter that raises is recorded
+    with its traceback and the loop goes on, so one bad parameter never costs the rest."""
+    if chunk.indices is None:
+        indices = range(chunk.lo, chunk.hi)
+        params = space.iter_slice(chunk.lo, chunk.hi)
+    else:
+        indices = chunk.indices
+        params = (space[i] for i in indices)
+    values: list[Any] = []
+    failures: list[ParamFailure] = []
+    started = time.perf_counter()
+    for index, param in zip(indices, params):
+        try:
+            values.append(fn(param))
+        except Exception as err:
+            values.append(None)
+            failures.append(
+                ParamFailure(
+                    index=index,
+                    param=param,
+                    type=type(err).__name__,
+                    message=str(err),
+                    traceback=traceback.format_exc(),
+                    attempts=chunk.attempt,
+                )
+            )
+    return ChunkResult(
+        run_id=chunk.run_id,
+        chunk_id=chunk.chunk_id,
+        lo=chunk.lo,
+        hi=chunk.hi,
+        indices=chunk.indices,
+        attempt=chunk.attempt,
+        values=values,
+        failures=failures,
+        compute_s=time.perf_counter() - started,
+        node=node,
+        worker=worker,
+    )
+
+
+def lost_chunk(chunk: Chunk, space: Space, kind: str, message: str) -> ChunkResult:
+    """The result of a chunk whose worker died every time it ran it: every parameter
+    failed with ``kind`` (for example WorkerCrashedError)."""
+    failures = [
+        ParamFailure(index=i, param=space[i], type=kind, message=message, attempts=chunk.attempt)
+        for i in chunk.iter_indices()
+    ]
+    return ChunkResult(
+        run_id=chunk.run_id,
+        chunk_id=chunk.chunk_id,
+        lo=chunk.lo,
+        hi=chunk.hi,
+        indices=chunk.indices,
+        attempt=chunk.attempt,
+        values=[None] * len(failures),
+        failures=failures,
+        lost=message,
+    )

@@ -1,0 +1,257 @@
+"""The engine: drives a backend over a space, never losing or duplicating a result.
+
+It keeps a bounded number of chunks in flight (memory stays flat whatever the size of
+the space), retries only the parameters that raised, with backoff, splits a chunk whose
+worker keeps dying to find the parameter responsible, dedups by index (first result
+wins), writes the result store, and builds the summary.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttg_ray.backends import Backend
+from ttg_ray.chunks import Chunk, ChunkPlanner
+from ttg_ray.ledger import IndexLedger
+from ttg_ray.observability import lifecycle
+from ttg_ray.params import Space
+from ttg_ray.results import ChunkResult, ParamFailure, ResultStore
+from ttg_ray.summary import Summary
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Batch:
+    """Parameters that got their final result from one chunk result."""
+
+    indices: Sequence[int]  # of the successes; a range on the fast path
+    values: list[Any]
+    failures: list[ParamFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Failed parameters run again up to ``max_retries`` times, after
+    ``base_s * 2**(attempt-1)`` seconds, at most ``cap_s``."""
+
+    max_retries: int = 3
+    base_s: float = 0.1
+    cap_s: float = 5.0
+
+    def delay_s(self, attempt: int) -> float:
+        return min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+
+
+class Runner:
+    """One sweep: ``batches()`` yields results as they become final."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        fn: Callable[[Any], Any],
+        space: Space,
+        run_id: str,
+        *,
+        chunk_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        store: ResultStore | None = None,
+        done: IndexLedger | None = None,
+        progress: ProgressFn | None = None,
+        max_inflight: int | None = None,
+        max_chunk_params: int = 100_000,
+    ):
+        self.backend = backend
+        self.fn = fn
+        self.space = space
+        self.run_id = run_id
+        self.chunk_size = chunk_size
+        self.retry = retry or RetryPolicy()
+        self.store = store
+        self.ledger = done or IndexLedger()
+        self.progress = progress
+        self.max_inflight = max_inflight
+        self.max_chunk_params = max_chunk_params
+        self.summary = Summary(backend=backend.name, run_id=run_id, total=len(space))
+        self.summary.skipped_resumed = len(self.ledger)
+        self._inflight: dict[str, Chunk] = {}
+        self._retries: list[tuple[float, int, Chunk]] = []  # heap of (due, seq, chunk)
+        self._seq = 0
+        self._last_progress_log = 0.0
+
+    def batches(self) -> Iterator[Batch]:
+        """Run the sweep, yielding each chunk's newly final results."""
+        t0 = time.monotonic()
+        lifecycle(log, "starting", f"starting {self.backend.name} backend", run_id=self.run_id)
+        self.backend.start(self.fn, self.space, self.run_id)
+        self.summary.startup_s = time.monotonic() - t0
+        capacity = max(1, self.backend.capacity)
+        planner = ChunkPlanner(
+            self.run_id,
+            self.ledger.gaps(len(self.space)),
+            self.chunk_size,
+            workers=capacity,
+            max_size=self.max_chunk_params,
+        )
+        max_inflight = self.max_inflight or 2 * capacity
+        lifecycle(
+            log,
+            "initialized",
+            f"{self.backend.name} ready in {self.summary.startup_s:.2f} s with {capacity} "
+            f"worker slots; {planner.remaining:,} of {len(self.space):,} parameters to run",
+            run_id=self.run_id,
+            capacity=capacity,
+            skipped_resumed=self.summary.skipped_resumed,
+        )
+        started = time.monotonic()
+        lifecycle(log, "running", "running", run_id=self.run_id)
+        while True:
+            self._fill(planner, max_inflight)
+            if not self._inflight and not self._retries and planner.exhausted:
+                break
+            for result in self.backend.poll(self._wait_s()):
+                batch = self._handle(result, planner)
+                self.summary.duration_s = time.monotonic() - started
+                if batch is not None:
+                    self._record(batch)
+                    yield batch
+            self._report_progress()
+        self.summary.duration_s = time.monotonic() - started
+        lifecycle(
+            log,
+            "completed",
+            f"{self.summary.processed:,} parameters in {self.summary.duration_s:.2f} s "
+            f"({self.summary.failed:,} failed)",
+            run_id=self.run_id,
+            **{k: v for k, v in self.summary.to_dict().items() if k in ("processed", "failed")},
+        )
+
+    def _fill(self, planner: ChunkPlanner, max_inflight: int) -> None:
+        now = time.monotonic()
+        while len(self._inflight) < max_inflight:
+            if self._retries and self._retries[0][0] <= now:
+                chunk: Chunk | None = heapq.heappop(self._retries)[2]
+            else:
+                chunk = planner.next_chunk()
+            if chunk is None:
+                return
+            self._submit(chunk)
+
+    def _submit(self, chunk: Chunk) -> None:
+        self._inflight[chunk.chunk_id] = chunk
+        self.backend.submit(chunk)
+
+    def _wait_s(self) -> float:
+        if not self._retries:
+            return 0.5
+        return max(0.0, min(0.5, self._retries[0][0] - time.monotonic()))
+
+    def _schedule(self, chunk: Chunk, delay_s: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._retries, (time.monotonic() + delay_s, self._seq, chunk))
+
+    def _handle(self, result: ChunkResult, planner: ChunkPlanner) -> Batch | None:
+        chunk = self._inflight.pop(result.chunk_id, None)
+        if chunk is None:  # a second delivery of a chunk already handled
+            self.summary.duplicates_discarded += result.size
+            return None
+        self.summary.chunks += 1
+        self.summary.chunks_per_node[result.node or "unknown"] += 1
+        if result.lost:
+            return self._handle_lost(chunk, result)
+        if result.attempt == 1:
+            planner.observe(result.size, result.compute_s)
+        fast = not result.failures and result.indices is None
+        if fast and not self.ledger.overlaps(result.lo, result.hi):
+            self.ledger.add_range(result.lo, result.hi)
+            return Batch(range(result.lo, result.hi), result.values)
+        return self._sort_out(chunk, result)
+
+    def _sort_out(self, chunk: Chunk, result: ChunkResult) -> Batch:
+        """The slow path: dedup index by index and decide what to retry."""
+        failed = {f.index: f for f in result.failures}
+        indices, values, final, again = [], [], [], []
+        for index, value in zip(result.iter_indices(), result.values):
+            if index in self.ledger:
+                self.summary.duplicates_discarded += 1
+            elif index not in failed:
+                indices.append(index)
+                values.append(value)
+            elif chunk.attempt <= self.retry.max_retries:
+                again.append(index)
+            else:
+                final.append(failed[index])
+        self.ledger.add_sorted(sorted(indices + [f.index for f in final]))
+        if again:
+            self.summary.retries += len(again)
+            attempt = chunk.attempt + 1
+            retry = chunk.with_indices(again, attempt, f"-r{attempt}")
+            self._schedule(retry, self.retry.delay_s(chunk.attempt))
+            log.info(
+                "retrying %d failed parameter(s) of chunk %s (attempt %d of %d)",
+                len(again),
+                chunk.chunk_id,
+                attempt,
+                self.retry.max_retries + 1,
+            )
+        return Batch(indices, values, final)
+
+    def _handle_lost(self, chunk: Chunk, result: ChunkResult) -> Batch | None:
+        """A chunk whose worker died every time: split it until the parameter that kills
+        its worker is alone, so none of its neighbours is blamed."""
+        if chunk.size > 1:
+            log.warning(
+                "chunk %s (%d parameters) was lost: %s; splitting it to find the cause",
+                chunk.chunk_id,
+                chunk.size,
+                result.lost,
+            )
+            self.summary.retries += chunk.size
+            for half in chunk.halves():
+                self._schedule(half, 0.0)
+            return None
+        fresh = [f for f in result.failures if f.index not in self.ledger]
+        self.summary.duplicates_discarded += len(result.failures) - len(fresh)
+        self.ledger.add_sorted([f.index for f in fresh])
+        log.error("parameter(s) %s kill their worker: %s", [f.index for f in fresh], result.lost)
+        return Batch([], [], fresh)
+
+    def _record(self, batch: Batch) -> None:
+        s = self.summary
+        s.succeeded += len(batch.values)
+        s.failed += len(batch.failures)
+        s.processed += len(batch.values) + len(batch.failures)
+        s.failed_indices.extend(f.index for f in batch.failures)
+        s.add_values(batch.values)
+        if self.store is not None:
+            self.store.write(self._successes(batch), batch.failures)
+
+    def _successes(self, batch: Batch) -> list[tuple[int, Any, Any]]:
+        if isinstance(batch.indices, range) and batch.indices.step == 1:
+            params = self.space.iter_slice(batch.indices.start, batch.indices.stop)
+        else:
+            params = (self.space[i] for i in batch.indices)
+        return list(zip(batch.indices, params, batch.values))
+
+    def _report_progress(self) -> None:
+        done = len(self.ledger)
+        if self.progress is not None:
+            self.progress(done, len(self.space))
+        now = time.monotonic()
+        if now - self._last_progress_log >= 10.0:
+            self._last_progress_log = now
+            lifecycle(
+                log,
+                "progress",
+                f"{done:,}/{len(self.space):,} parameters done",
+                run_id=self.run_id,
+                done=done,
+                total=len(self.space),
+            )
