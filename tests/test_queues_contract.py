@@ -1,0 +1,187 @@
+"""One contract, every adapter: the in-memory reference, Redis Streams and RabbitMQ."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from ttg_ray.errors import BackendUnavailable, BadMessage
+from ttg_ray.messages import decode_task
+from ttg_ray.queues import QueueAdapter, open_adapter
+
+pytestmark = pytest.mark.timeout(60)
+
+BROKERS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.integration),
+    pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(params=BROKERS)
+def connect(request, run_id):
+    """A factory of adapters on one namespace of this test's own, purged afterwards."""
+    name = request.param
+    if name == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif name == "rabbitmq":
+        url = request.getfixturevalue("amqp_url")
+    else:
+        url = f"memory://{uuid.uuid4().hex}"
+    opened: list[QueueAdapter] = []
+
+    def factory(**kwargs) -> QueueAdapter:
+        kwargs.setdefault("visibility_timeout_s", 0.3)
+        adapter = open_adapter(name, url, run_id, **kwargs)
+        adapter.declare(run_id)
+        opened.append(adapter)
+        return adapter
+
+    yield factory
+    cleaner = open_adapter(name, url, run_id)
+    cleaner.purge(run_id)
+    cleaner.close()
+    for adapter in opened:
+        adapter.close()
+
+
+def take(adapter: QueueAdapter, consumer: str, n: int = 1, timeout_s: float = 20.0):
+    """Consume until ``n`` deliveries arrived (the test timeout guards the wait)."""
+    got = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        got += adapter.consume(consumer, timeout_s=0.2)
+    return got
+
+
+def test_publish_consume_ack(connect):
+    q = connect()
+    bodies = [b"one", b"two", b"three"]
+    for body in bodies:
+        q.publish(body)
+    got = []
+    for _ in bodies:  # a consumer holds one unacked message at a time (prefetch 1)
+        (d,) = take(q, "c1")
+        q.ack(d)
+        got.append(d)
+    assert sorted(d.body for d in got) == sorted(bodies)
+    assert all(d.deliveries == 1 and not d.quarantined for d in got)
+    assert q.consume("c1", timeout_s=0.3) == []
+    assert q.depth().waiting == 0
+
+
+def test_redelivery_after_consumer_dies(connect):
+    publisher, dying, survivor = connect(), connect(), connect()
+    publisher.publish(b"chunk")
+    first = take(dying, "dying")
+    assert [d.body for d in first] == [b"chunk"]
+    dying.close()  # dies without acking
+    again = take(survivor, "survivor")
+    assert [d.body for d in again] == [b"chunk"]
+    assert again[0].deliveries == 2
+    survivor.ack(again[0])
+    assert survivor.consume("survivor", timeout_s=0.5) == []
+
+
+def test_retry_with_delay(connect):
+    q = connect()
+    q.publish(b"later")
+    (d,) = take(q, "c1")
+    q.nack(d, delay_s=1.5)
+    assert q.consume("c1", timeout_s=0.2) == []  # not before its delay
+    (again,) = take(q, "c1")
+    assert again.body == b"later"
+    assert again.deliveries == 1  # a retry is a fresh message, not a crash
+    q.ack(again)
+
+
+def test_quarantine_after_too_many_deliveries(connect):
+    publisher = connect(max_deliveries=2)
+    publisher.publish(b"poison")
+    seen = []
+    for attempt in range(1, 4):
+        consumer = connect(max_deliveries=2)
+        (d,) = take(consumer, f"victim{attempt}")
+        seen.append(d.deliveries)
+        if d.quarantined:
+            break
+        consumer.close()  # the chunk killed its worker
+    assert seen == [1, 2, 3]
+    assert "delivered 3 times" in d.quarantined
+    letters = publisher.dead_letters()
+    assert [body for body, _ in letters] == [b"poison"]
+    assert "delivered 3 times" in letters[0][1]
+    assert connect().consume("after", timeout_s=1.0) == []
+
+
+def test_malformed_message_goes_to_dead_letters(connect):
+    q = connect()
+    q.publish(b"{not json")
+    (d,) = take(q, "c1")
+    with pytest.raises(BadMessage) as err:
+        decode_task(d.body)
+    q.dead_letter(d, str(err.value))
+    assert q.dead_letters() == [(b"{not json", str(err.value))]
+    assert "not valid JSON" in q.dead_letters()[0][1]
+    assert q.consume("c1", timeout_s=0.3) == []
+    assert q.depth().dead_letters == 1
+
+
+def test_purge_removes_everything(connect, run_id):
+    q = connect()
+    for i in range(5):
+        q.publish(b"x%d" % i)
+    q.publish_result(run_id, b"r")
+    q.purge(run_id)
+    q.declare(run_id)
+    stats = q.depth(run_id)
+    assert (stats.waiting, stats.results_waiting, stats.dead_letters) == (0, 0, 0)
+    assert q.consume("c1", timeout_s=0.3) == []
+
+
+def test_results_round_trip(connect, run_id):
+    worker, driver = connect(), connect()
+    for i in range(3):
+        worker.publish_result(run_id, b"result %d" % i)
+    got: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while len(got) < 3 and time.monotonic() < deadline:
+        got += driver.consume_results(run_id, timeout_s=0.2)
+    assert got == [b"result 0", b"result 1", b"result 2"]
+    assert driver.consume_results(run_id, timeout_s=0.2) == []
+
+
+def test_long_consumer_keeps_its_claim(connect):
+    publisher, busy, other = connect(), connect(), connect()
+    publisher.publish(b"long")
+    (d,) = take(busy, "busy")
+    for _ in range(6):  # twice the visibility timeout, touching all the while
+        time.sleep(0.1)
+        busy.touch([d])
+        assert other.consume("other", timeout_s=0.0) == []
+    busy.ack(d)
+
+
+@pytest.mark.parametrize(
+    "name,url,needle",
+    [
+        ("redis", "redis://:secret@127.0.0.1:1/0", "cannot reach Redis"),
+        ("rabbitmq", "amqp://guest:secret@127.0.0.1:1/%2F", "cannot reach RabbitMQ"),
+    ],
+)
+def test_unreachable_broker_is_backend_unavailable(name, url, needle):
+    with pytest.raises(BackendUnavailable) as err:
+        open_adapter(name, url, "x", connect_timeout_s=2)
+    assert needle in str(err.value)
+    assert "secret" not in str(err.value) and "***" in str(err.value)
+
+
+@pytest.mark.integration
+def test_wrong_rabbitmq_credentials(amqp_url):
+    bad = amqp_url.replace("guest:guest", "guest:wrong-password")
+    with pytest.raises(BackendUnavailable) as err:
+        open_adapter("rabbitmq", bad, "x", connect_timeout_s=3)
+    assert "credentials" in str(err.value)
+    assert "wrong-password" not in str(err.value)

@@ -1,0 +1,168 @@
+"""Versioned JSON task and result messages for the queue backends; never pickles.
+
+A task is ``{"v": 1, "run_id", "chunk_id", "lo", "hi", "indices"?, "attempt", "space",
+"fn", "kwargs"}``; a result is ``{"v": 1, "result": <ChunkResult.to_dict()>}``.
+Decoding is strict: anything else raises BadMessage with the reason, so a worker can
+dead-letter it without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ttg_ray.chunks import Chunk
+from ttg_ray.errors import BadMessage, InvalidFunction, InvalidSpace
+from ttg_ray.functions import FunctionRef
+from ttg_ray.params import Space, space_from_spec, window_spec
+from ttg_ray.results import ChunkResult
+
+VERSION = 1
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_REQUIRED = {"v", "run_id", "chunk_id", "lo", "hi", "attempt", "space", "fn", "kwargs"}
+_OPTIONAL = {"indices"}
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """One chunk to run: which indices, of which space, through which function."""
+
+    chunk: Chunk
+    space: Space
+    fn: FunctionRef
+
+    def encode(self) -> bytes:
+        return encode_task(self.chunk, self.space, self.fn)
+
+
+def encode_task(chunk: Chunk, space: Space, fn: FunctionRef) -> bytes:
+    """The JSON body of a task message; a list space ships only the chunk's window."""
+    body: dict[str, Any] = {
+        "v": VERSION,
+        "run_id": chunk.run_id,
+        "chunk_id": chunk.chunk_id,
+        "lo": chunk.lo,
+        "hi": chunk.hi,
+        "attempt": chunk.attempt,
+        "space": window_spec(space, chunk.lo, chunk.hi),
+        "fn": fn.name,
+        "kwargs": fn.kwargs,
+    }
+    if chunk.indices is not None:
+        body["indices"] = list(chunk.indices)
+    return _dumps(body)
+
+
+def decode_task(body: bytes | str) -> TaskMessage:
+    """Parse and validate a task message; BadMessage says exactly what is wrong."""
+    data = _loads(body)
+    missing = _REQUIRED - data.keys()
+    if missing:
+        raise BadMessage(f"task message lacks {', '.join(sorted(missing))}")
+    unknown = data.keys() - _REQUIRED - _OPTIONAL
+    if unknown:
+        raise BadMessage(f"task message has unknown fields {', '.join(sorted(unknown))}")
+    _check_version(data)
+    run_id = _text(data, "run_id")
+    chunk_id = _text(data, "chunk_id")
+    lo, hi, attempt = _int(data, "lo"), _int(data, "hi"), _int(data, "attempt")
+    if lo < 0 or hi < lo:
+        raise BadMessage(f"task message has an invalid range lo={lo} hi={hi}")
+    if attempt < 1:
+        raise BadMessage(f"task message has attempt {attempt}; it must be >= 1")
+    indices = _indices(data.get("indices"), lo, hi)
+    if not isinstance(data["kwargs"], dict):
+        raise BadMessage("task message field kwargs must be an object")
+    try:
+        fn = FunctionRef.parse(_text(data, "fn"), data["kwargs"])
+        space = space_from_spec(data["space"])
+    except (InvalidFunction, InvalidSpace) as err:
+        raise BadMessage(f"task message: {err}") from err
+    if hi > len(space):
+        raise BadMessage(f"task message range {lo}..{hi} exceeds its space of {len(space)}")
+    chunk = Chunk(run_id, chunk_id, lo, hi, indices, attempt)
+    return TaskMessage(chunk=chunk, space=space, fn=fn)
+
+
+def peek_run_id(body: bytes | str) -> str | None:
+    """The run id of a message that may be otherwise invalid, or None."""
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def encode_result(result: ChunkResult) -> bytes:
+    return _dumps({"v": VERSION, "result": result.to_dict()})
+
+
+def decode_result(body: bytes | str) -> ChunkResult:
+    data = _loads(body)
+    _check_version(data)
+    if set(data) != {"v", "result"} or not isinstance(data["result"], dict):
+        raise BadMessage("result message must be {'v': 1, 'result': {...}}")
+    try:
+        return ChunkResult.from_dict(data["result"])
+    except (TypeError, KeyError) as err:
+        raise BadMessage(f"result message has a malformed result: {err}") from err
+
+
+def _dumps(data: dict) -> bytes:
+    return json.dumps(data, separators=(",", ":"), default=_to_json).encode()
+
+
+def _to_json(value: Any) -> Any:
+    # numpy scalars and arrays carry their own JSON-friendly conversion
+    for method in ("item", "tolist"):
+        if callable(getattr(value, method, None)):
+            return getattr(value, method)()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return repr(value)
+
+
+def _loads(body: bytes | str) -> dict:
+    if len(body) > MAX_BODY_BYTES:
+        raise BadMessage(f"message of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError) as err:
+        raise BadMessage(f"message is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise BadMessage(f"message must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _check_version(data: dict) -> None:
+    if data.get("v") != VERSION:
+        raise BadMessage(f"message version {data.get('v')!r} is not supported (want {VERSION})")
+
+
+def _text(data: dict, key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise BadMessage(f"task message field {key} must be a non-empty string")
+    return value
+
+
+def _int(data: dict, key: str) -> int:
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadMessage(f"task message field {key} must be an integer, got {value!r:.40}")
+    return value
+
+
+def _indices(value: Any, lo: int, hi: int) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise BadMessage("task message field indices must be a non-empty list")
+    prev = lo - 1
+    for i in value:
+        if not isinstance(i, int) or isinstance(i, bool) or not prev < i < hi:
+            raise BadMessage(f"task message indices must be increasing ints in [{lo}, {hi})")
+        prev = i
+    return tuple(value)

@@ -1,0 +1,183 @@
+"""The queue adapter interface: the same verbs, with the same meaning, on every broker.
+
+A *namespace* names one task queue with its retry and dead-letter queues. The backend
+gives each run its own namespace (its run id), so concurrent runs, their workers and
+their faults never touch each other; workers started elsewhere without a run id use the
+shared default namespace (``ttg:tasks`` / ``ttg.tasks``) and route each result by the
+run id inside the message. Results always go to a per-run channel.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttg_ray.errors import UsageError
+
+ADAPTERS = {
+    "memory": "ttg_ray.queues.memory:MemoryAdapter",
+    "redis": "ttg_ray.queues.redis_streams:RedisStreamsAdapter",
+    "rabbitmq": "ttg_ray.queues.rabbitmq:RabbitAdapter",
+}
+DEFAULT_VISIBILITY_TIMEOUT_S = 3.0
+DEFAULT_MAX_DELIVERIES = 4
+
+
+@dataclass
+class Delivery:
+    """A task message handed to one consumer; ack, nack or dead-letter it exactly once.
+
+    ``deliveries`` counts how often the broker has handed it out (1 the first time).
+    ``quarantined`` is set when consume() already dead-lettered it for being delivered
+    too often: the caller must report it and must neither run nor ack it.
+    """
+
+    id: Any
+    body: bytes
+    deliveries: int = 1
+    consumer: str = ""
+    quarantined: str = ""
+
+
+@dataclass
+class QueueStats:
+    """A snapshot of one namespace (and, when given, one run's result channel)."""
+
+    waiting: int = 0
+    in_flight: int | None = None  # None when the broker cannot tell (RabbitMQ via AMQP)
+    in_flight_by_consumer: dict[str, int] = field(default_factory=dict)
+    retrying: int = 0
+    dead_letters: int = 0
+    consumers: int = 0
+    results_waiting: int = 0
+    acked: int | None = None  # chunks acked in this namespace, when the broker counts
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class QueueAdapter(ABC):
+    """One connection to a broker, bound to one namespace of task queues.
+
+    Delivery is at least once: a message consumed and never acked (its consumer died)
+    is handed out again, with ``deliveries`` counting up; once that exceeds
+    ``max_deliveries`` the message is dead-lettered instead of looping forever.
+    """
+
+    name = "?"
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str | None = None,
+        *,
+        visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        connect_timeout_s: float = 5.0,
+    ):
+        self.url = url
+        self.namespace = namespace
+        self.visibility_timeout_s = visibility_timeout_s
+        self.max_deliveries = max_deliveries
+        self.connect_timeout_s = connect_timeout_s
+
+    def consume(self, consumer: str, timeout_s: float, count: int = 1) -> list[Delivery]:
+        """Up to ``count`` messages for ``consumer``, waiting up to ``timeout_s`` for
+        one. Messages abandoned by dead consumers come first (reclaim)."""
+        deliveries = self.reclaim(consumer, count) or self._fetch(consumer, timeout_s, count)
+        for delivery in deliveries:
+            if delivery.deliveries > self.max_deliveries:
+                delivery.quarantined = (
+                    f"delivered {delivery.deliveries} times and never acknowledged: its "
+                    f"worker died each time (limit {self.max_deliveries})"
+                )
+                self.dead_letter(delivery, delivery.quarantined)
+        return deliveries
+
+    @abstractmethod
+    def publish(self, body: bytes) -> None:
+        """Add a task message to the namespace's queue, durably (confirmed)."""
+
+    @abstractmethod
+    def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
+        """New messages for ``consumer``."""
+
+    @abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """The message is done: remove it for good."""
+
+    @abstractmethod
+    def nack(self, delivery: Delivery, delay_s: float = 0.0) -> None:
+        """Hand the message back, to be delivered again after ``delay_s``."""
+
+    @abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move the message to the dead letters with ``reason``; it is never run."""
+
+    @abstractmethod
+    def reclaim(self, consumer: str, count: int = 1) -> list[Delivery]:
+        """Take over up to ``count`` messages whose consumer died (idle past the
+        visibility timeout)."""
+
+    def touch(self, deliveries: list[Delivery]) -> None:  # noqa: B027 (optional hook)
+        """Keep a long-running consumer's claim alive (and its connection serviced)."""
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
+        """The dead-lettered messages of the namespace, with their reasons (peek)."""
+
+    @abstractmethod
+    def publish_result(self, run_id: str, body: bytes) -> None:
+        """Send a result message to the run's result channel."""
+
+    @abstractmethod
+    def consume_results(self, run_id: str, timeout_s: float, count: int = 100) -> list[bytes]:
+        """Take (and remove) up to ``count`` result messages, waiting up to ``timeout_s``."""
+
+    @abstractmethod
+    def depth(self, run_id: str | None = None) -> QueueStats:
+        """Counts for the namespace and, when given, the run's result channel."""
+
+    @abstractmethod
+    def declare(self, run_id: str | None = None) -> None:
+        """Create the namespace's queues (and the run's result channel) if missing."""
+
+    @abstractmethod
+    def purge(self, run_id: str | None = None) -> None:
+        """Delete the namespace's queues and, when given, the run's result channel."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop the connection. Unacked messages go back (RabbitMQ) or wait to be
+        reclaimed (Redis): as if the consumer had died."""
+
+    def __enter__(self) -> QueueAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def adapter_class(name: str) -> type[QueueAdapter]:
+    """The adapter class for ``name``; its client library is imported only now."""
+    try:
+        target = ADAPTERS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown queue backend {name!r}; choose one of: {', '.join(sorted(ADAPTERS))}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise UsageError(
+            f"the {name} queue backend needs {err.name!r}: pip install 'ttg-ray[{name}]'"
+        ) from err
+    return getattr(module, attr)
+
+
+def open_adapter(name: str, url: str, namespace: str | None = None, **kwargs: Any) -> QueueAdapter:
+    """Connect to broker ``name`` at ``url``; BackendUnavailable when unreachable."""
+    return adapter_class(name)(url, namespace, **kwargs)

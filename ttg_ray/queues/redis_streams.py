@@ -1,0 +1,288 @@
+"""Redis Streams adapter (the only module that imports redis).
+
+Tasks live in a stream with the consumer group ``ttg-workers``; an acked entry is also
+deleted, so the stream holds only work not yet done. A consumer that dies leaves its
+entries pending; once idle past the visibility timeout another consumer takes them
+over with XAUTOCLAIM, and the pending list's delivery count decides quarantine. A busy
+consumer resets the idle time of its entries (``touch``), so the timeout can be seconds.
+Delayed retries wait in a sorted set until due. Results go to ``ttg:results:{run_id}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ttg_ray.config import mask_url
+from ttg_ray.errors import BackendUnavailable
+from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
+
+GROUP = "ttg-workers"
+DLQ_MAXLEN = 10_000
+RESULTS_TTL_S = 86_400  # a result nobody collects expires instead of piling up
+_MAX_BLOCK_S = 2.0
+
+# Move due delayed retries back into the task stream, atomically.
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local body = string.sub(member, string.find(member, '\\n', 1, true) + 1)
+  redis.call('XADD', KEYS[2], '*', 'body', body)
+end
+return #due
+"""
+
+
+class RedisStreamsAdapter(QueueAdapter):
+    name = "redis"
+
+    def __init__(self, url: str, namespace: str | None = None, **kwargs):
+        super().__init__(url, namespace, **kwargs)
+        suffix = f":{namespace}" if namespace else ""
+        self.tasks_key = f"ttg:tasks{suffix}"
+        self.retry_key = f"ttg:retry{suffix}"
+        self.dlq_key = f"ttg:dlq{suffix}"
+        self.acked_key = f"ttg:acked{suffix}"
+        self._last_reclaim = 0.0
+        self._last_promote = 0.0
+        with self._guard():
+            self._redis = redis.Redis.from_url(
+                url,
+                socket_connect_timeout=self.connect_timeout_s,
+                socket_timeout=_MAX_BLOCK_S + self.connect_timeout_s,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            )
+            self._redis.ping()
+            self._promote = self._redis.register_script(_PROMOTE)
+        self._group_ready = False
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate redis-py errors into BackendUnavailable with what to do next."""
+        try:
+            yield
+        except redis.AuthenticationError as err:
+            raise BackendUnavailable(
+                f"Redis at {mask_url(self.url)} rejected the credentials ({err}); "
+                "check the password in --redis-url / TTG_REDIS_URL"
+            ) from err
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            raise BackendUnavailable(
+                f"cannot reach Redis at {mask_url(self.url)}: {err}; "
+                "start redis-server or pass --redis-url / TTG_REDIS_URL"
+            ) from err
+        except redis.ResponseError as err:
+            if "NOAUTH" in str(err) or "WRONGPASS" in str(err):
+                raise BackendUnavailable(
+                    f"Redis at {mask_url(self.url)} rejected the credentials ({err}); "
+                    "check the password in --redis-url / TTG_REDIS_URL"
+                ) from err
+            raise
+
+    def results_key(self, run_id: str) -> str:
+        return f"ttg:results:{run_id}"
+
+    def declare(self, run_id: str | None = None) -> None:
+        with self._guard():
+            self._ensure_group()
+
+    def _ensure_group(self) -> None:
+        try:
+            self._redis.xgroup_create(self.tasks_key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+        self._group_ready = True
+
+    def publish(self, body: bytes) -> None:
+        with self._guard():
+            self._redis.xadd(self.tasks_key, {"body": body})
+
+    def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
+        with self._guard():
+            if not self._group_ready:
+                self._ensure_group()
+            self._promote_due()
+            block_ms = max(1, int(min(timeout_s, _MAX_BLOCK_S) * 1000))
+            try:
+                reply = self._redis.xreadgroup(
+                    GROUP, consumer, {self.tasks_key: ">"}, count=count, block=block_ms
+                )
+            except redis.ResponseError as err:
+                if "NOGROUP" not in str(err):
+                    raise
+                self._group_ready = False  # the stream was purged; recreate it next time
+                return []
+        return [
+            Delivery(id=entry_id, body=fields.get(b"body", b""), consumer=consumer)
+            for _, entries in reply or ()
+            for entry_id, fields in entries
+        ]
+
+    def _promote_due(self) -> None:
+        now = time.time()
+        if now - self._last_promote >= 0.2:
+            self._last_promote = now
+            self._promote(keys=[self.retry_key, self.tasks_key], args=[now])
+
+    def ack(self, delivery: Delivery) -> None:
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xack(self.tasks_key, GROUP, delivery.id)
+            pipe.xdel(self.tasks_key, delivery.id)
+            pipe.incr(self.acked_key)
+            pipe.execute()
+
+    def nack(self, delivery: Delivery, delay_s: float = 0.0) -> None:
+        member = str(delivery.id if isinstance(delivery.id, str) else delivery.id.decode())
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zadd(
+                self.retry_key, {member.encode() + b"\n" + delivery.body: time.time() + delay_s}
+            )
+            pipe.xack(self.tasks_key, GROUP, delivery.id)
+            pipe.xdel(self.tasks_key, delivery.id)
+            pipe.execute()
+        self._last_promote = 0.0
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xadd(
+                self.dlq_key,
+                {"body": delivery.body, "reason": reason, "deliveries": delivery.deliveries},
+                maxlen=DLQ_MAXLEN,
+            )
+            pipe.xack(self.tasks_key, GROUP, delivery.id)
+            pipe.xdel(self.tasks_key, delivery.id)
+            pipe.execute()
+
+    def reclaim(self, consumer: str, count: int = 1) -> list[Delivery]:
+        # XAUTOCLAIM scans the pending list; a few times per visibility timeout is plenty
+        now = time.monotonic()
+        if now - self._last_reclaim < min(1.0, self.visibility_timeout_s / 3):
+            return []
+        self._last_reclaim = now
+        with self._guard():
+            try:
+                reply = self._redis.xautoclaim(
+                    self.tasks_key,
+                    GROUP,
+                    consumer,
+                    min_idle_time=int(self.visibility_timeout_s * 1000),
+                    count=count,
+                )
+            except redis.ResponseError as err:
+                if "NOGROUP" not in str(err):
+                    raise
+                self._group_ready = False
+                return []
+            claimed, deleted = reply[1], reply[2] if len(reply) > 2 else []
+            if deleted:
+                self._redis.xack(self.tasks_key, GROUP, *deleted)
+            claimed = [(i, f) for i, f in claimed if f]
+            if not claimed:
+                return []
+            pipe = self._redis.pipeline(transaction=False)
+            for entry_id, _ in claimed:
+                pipe.xpending_range(self.tasks_key, GROUP, entry_id, entry_id, 1)
+            counts = pipe.execute()
+        return [
+            Delivery(
+                id=entry_id,
+                body=fields.get(b"body", b""),
+                deliveries=info[0]["times_delivered"] if info else 2,
+                consumer=consumer,
+            )
+            for (entry_id, fields), info in zip(claimed, counts)
+        ]
+
+    def touch(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        with self._guard():
+            self._redis.xclaim(
+                self.tasks_key,
+                GROUP,
+                deliveries[0].consumer,
+                min_idle_time=0,
+                message_ids=[d.id for d in deliveries],
+                justid=True,
+            )
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
+        with self._guard():
+            entries = self._redis.xrange(self.dlq_key, count=limit)
+        return [(f.get(b"body", b""), f.get(b"reason", b"").decode()) for _, f in entries]
+
+    def publish_result(self, run_id: str, body: bytes) -> None:
+        key = self.results_key(run_id)
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(key, {"body": body})
+            pipe.expire(key, RESULTS_TTL_S)
+            pipe.execute()
+
+    def consume_results(self, run_id: str, timeout_s: float, count: int = 100) -> list[bytes]:
+        key = self.results_key(run_id)
+        block_ms = max(1, int(min(timeout_s, _MAX_BLOCK_S) * 1000))
+        with self._guard():
+            # Read entries are deleted, so reading from 0 is correct after any restart.
+            reply = self._redis.xread({key: "0-0"}, count=count, block=block_ms)
+            entries = [e for _, batch in reply or () for e in batch]
+            if entries:
+                self._redis.xdel(key, *[entry_id for entry_id, _ in entries])
+        return [fields.get(b"body", b"") for _, fields in entries]
+
+    def depth(self, run_id: str | None = None) -> QueueStats:
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xlen(self.tasks_key)
+            pipe.zcard(self.retry_key)
+            pipe.xlen(self.dlq_key)
+            pipe.get(self.acked_key)
+            pipe.xlen(self.results_key(run_id)) if run_id else pipe.echo("0")
+            length, retrying, dlq, acked, results = pipe.execute()
+            try:
+                consumers = self._redis.xinfo_consumers(self.tasks_key, GROUP)
+            except redis.ResponseError:
+                consumers = []
+        # Killed workers stay in the group; count only those seen recently.
+        alive_ms = max(10.0, 3 * self.visibility_timeout_s) * 1000
+        by_consumer = {
+            _text(c["name"]): c["pending"]
+            for c in consumers
+            if c["pending"] or c["idle"] < alive_ms
+        }
+        in_flight = sum(c["pending"] for c in consumers)
+        return QueueStats(
+            waiting=max(0, length - in_flight),
+            in_flight=in_flight,
+            in_flight_by_consumer=by_consumer,
+            retrying=retrying,
+            dead_letters=dlq,
+            consumers=sum(1 for c in consumers if c["idle"] < alive_ms),
+            results_waiting=int(results),
+            acked=int(acked or 0),
+        )
+
+    def purge(self, run_id: str | None = None) -> None:
+        keys = [self.tasks_key, self.retry_key, self.dlq_key, self.acked_key]
+        if run_id:
+            keys.append(self.results_key(run_id))
+        with self._guard():
+            self._redis.delete(*keys)
+        self._group_ready = False
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
