@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Bring up ttg_ray on a local Kind cluster: Kind (1 control plane + 3 workers), the KubeRay
+# operator 1.7.0 (Helm), the ttg-ray image built and loaded into Kind, the Secrets, and the
+# RayCluster; with --with-queues also Redis, RabbitMQ and the queue workers. Records what it
+# created in a state file, so kuberay/down.sh removes exactly that and nothing else.
+#
+#   kuberay/up.sh [--with-queues] [--cluster NAME] [--help]
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+CLUSTER=${TTG_KIND_CLUSTER:-ttg}
+NAMESPACE=default
+KUBERAY_VERSION=1.7.0
+KUBERAY_NAMESPACE=kuberay-system
+VERSION=0.1.0
+IMAGE=${TTG_IMAGE:-ttg-ray:${VERSION}}
+STATE_DIR=${TTG_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/ttg-ray}
+WITH_QUEUES=0
+WAIT_TIMEOUT=${TTG_WAIT_TIMEOUT:-600s}
+
+usage() {
+    sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "up.sh: $*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --with-queues) WITH_QUEUES=1 ;;
+        --cluster) CLUSTER=${2:?--cluster needs a name}; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+STATE_FILE="$STATE_DIR/$CLUSTER.state"
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || die "$1 is not installed: $2"
+}
+
+check_prerequisites() {
+    need docker "install Docker Engine or Docker Desktop (https://docs.docker.com/get-docker/)"
+    need kind "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+    need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
+    need helm "install Helm 3 (https://helm.sh/docs/intro/install/)"
+    docker info >/dev/null 2>&1 || die "docker is installed but the daemon does not answer; start it"
+}
+
+record() {
+    mkdir -p "$STATE_DIR"
+    grep -qx "$1" "$STATE_FILE" 2>/dev/null || echo "$1" >>"$STATE_FILE"
+}
+
+create_cluster() {
+    if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+        echo "Kind cluster $CLUSTER exists; using it"
+    else
+        echo "Creating Kind cluster $CLUSTER (1 control plane + 3 workers)"
+        kind create cluster --name "$CLUSTER" --config "$HERE/kind-config.yaml" --wait 180s
+        record created_cluster
+    fi
+    kubectl config use-context "kind-$CLUSTER" >/dev/null
+}
+
+install_kuberay() {
+    if helm status kuberay-operator -n "$KUBERAY_NAMESPACE" >/dev/null 2>&1; then
+        echo "KubeRay operator already installed; using it"
+        return
+    fi
+    echo "Installing the KubeRay operator $KUBERAY_VERSION with Helm"
+    helm repo add kuberay https://ray-project.github.io/kuberay-helm/ >/dev/null 2>&1 || true
+    helm repo update kuberay >/dev/null
+    helm install kuberay-operator kuberay/kuberay-operator --version "$KUBERAY_VERSION" \
+        --namespace "$KUBERAY_NAMESPACE" --create-namespace --wait --timeout 5m
+    record installed_kuberay
+}
+
+build_image() {
+    echo "Building $IMAGE and loading it into Kind"
+    local commit
+    commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+    docker build -t "$IMAGE" \
+        --build-arg VERSION="$VERSION" \
+        --build-arg GIT_COMMIT="$commit" \
+        --build-arg BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        "$ROOT"
+    record built_image
+    kind load docker-image "$IMAGE" --name "$CLUSTER"
+}
+
+random_hex() {
+    od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# Creates a Secret with random values once; an existing one is kept, never rotated here.
+ensure_secret() {
+    local name=$1
+    shift
+    if kubectl get secret "$name" -n "$NAMESPACE" >/dev/null 2>&1; then
+        return
+    fi
+    local args=()
+    for pair in "$@"; do
+        args+=("--from-literal=$pair")
+    done
+    kubectl create secret generic "$name" -n "$NAMESPACE" "${args[@]}" >/dev/null
+    kubectl label secret "$name" -n "$NAMESPACE" app.kubernetes.io/part-of=ttg-ray >/dev/null
+    echo "Created Secret $name"
+}
+
+apply_ray() {
+    ensure_secret ttg-ray-auth "auth_token=$(random_hex)$(random_hex)"
+    kubectl apply -n "$NAMESPACE" -f "$HERE/raycluster.yaml"
+    echo "Waiting for the RayCluster (conditions RayClusterProvisioned, HeadPodReady)"
+    kubectl wait -n "$NAMESPACE" raycluster/ttg-ray --for=condition=RayClusterProvisioned \
+        --timeout="$WAIT_TIMEOUT"
+    kubectl wait -n "$NAMESPACE" raycluster/ttg-ray --for=condition=HeadPodReady \
+        --timeout="$WAIT_TIMEOUT"
+}
+
+apply_queues() {
+    ensure_secret ttg-redis-auth "password=$(random_hex)"
+    ensure_secret ttg-rabbitmq-auth "username=ttg" "password=$(random_hex)"
+    kubectl apply -n "$NAMESPACE" -f "$HERE/redis.yaml" -f "$HERE/rabbitmq.yaml"
+    kubectl rollout status -n "$NAMESPACE" deploy/ttg-redis --timeout="$WAIT_TIMEOUT"
+    kubectl rollout status -n "$NAMESPACE" deploy/ttg-rabbitmq --timeout="$WAIT_TIMEOUT"
+    kubectl apply -n "$NAMESPACE" -f "$HERE/queue-workers.yaml"
+    kubectl rollout status -n "$NAMESPACE" deploy/ttg-worker-redis --timeout="$WAIT_TIMEOUT"
+    kubectl rollout status -n "$NAMESPACE" deploy/ttg-worker-rabbitmq --timeout="$WAIT_TIMEOUT"
+}
+
+print_next_steps() {
+    cat <<MSG
+
+Ray cluster ttg-ray is ready. Dashboard and job API:
+  kubectl port-forward -n $NAMESPACE svc/ttg-ray-head-svc 8265:8265
+  open http://127.0.0.1:8265 (it asks for the token below)
+Ray 2.60 token authentication is on; clients need the token:
+  export RAY_AUTH_MODE=token
+  export RAY_AUTH_TOKEN=\$(kubectl get secret ttg-ray-auth -n $NAMESPACE -o jsonpath='{.data.auth_token}' | base64 -d)
+Run a sweep on it:
+  python -m ttg_ray.kuberay submit --address http://127.0.0.1:8265 -- --params 100000 --spread
+Remove what this script created:  kuberay/down.sh   (preview: kuberay/down.sh --dry-run)
+MSG
+}
+
+check_prerequisites
+create_cluster
+install_kuberay
+build_image
+apply_ray
+if [ "$WITH_QUEUES" = 1 ]; then
+    apply_queues
+    record applied_queues
+fi
+record applied_ray
+print_next_steps
