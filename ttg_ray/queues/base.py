@@ -21,7 +21,7 @@ ADAPTERS = {
     "redis": "ttg_ray.queues.redis_streams:RedisStreamsAdapter",
     "rabbitmq": "ttg_ray.queues.rabbitmq:RabbitAdapter",
 }
-DEFAULT_VISIBILITY_TIMEOUT_S = 3.0
+DEFAULT_VISIBILITY_TIMEOUT_S = 2.0
 DEFAULT_MAX_DELIVERIES = 4
 
 
@@ -145,8 +145,9 @@ class QueueAdapter(ABC):
         """Create the namespace's queues (and the run's result channel) if missing."""
 
     @abstractmethod
-    def purge(self, run_id: str | None = None) -> None:
-        """Delete the namespace's queues and, when given, the run's result channel."""
+    def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
+        """Delete the namespace's queues (unless ``queues`` is False, as for the shared
+        namespace other runs use) and, when given, the run's result channel."""
 
     @abstractmethod
     def close(self) -> None:

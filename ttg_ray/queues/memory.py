@@ -159,9 +159,10 @@ class MemoryAdapter(QueueAdapter):
                 results_waiting=len(results),
             )
 
-    def purge(self, run_id: str | None = None) -> None:
+    def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
         with self._hub.cond:
-            self._hub.namespaces.pop(self.namespace, None)
+            if queues:
+                self._hub.namespaces.pop(self.namespace, None)
             if run_id is not None:
                 self._hub.results.pop(run_id, None)
 

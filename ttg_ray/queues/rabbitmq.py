@@ -241,14 +241,14 @@ class RabbitAdapter(QueueAdapter):
             results_waiting=results,
         )
 
-    def purge(self, run_id: str | None = None) -> None:
-        queues = [self.tasks_queue, self.retry_queue, self.dlq_queue]
+    def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
+        names = [self.tasks_queue, self.retry_queue, self.dlq_queue] if queues else []
         if run_id:
-            queues.append(self.results_queue(run_id))
+            names.append(self.results_queue(run_id))
         with self._guard():
-            for queue in queues:
+            for queue in names:
                 self._channel().queue_delete(queue)
-        self._consuming_tasks = False
+        self._consuming_tasks = self._consuming_tasks and not queues
         self._consuming_results.discard(run_id)
 
     def close(self) -> None:

@@ -272,10 +272,12 @@ class RedisStreamsAdapter(QueueAdapter):
             acked=int(acked or 0),
         )
 
-    def purge(self, run_id: str | None = None) -> None:
-        keys = [self.tasks_key, self.retry_key, self.dlq_key, self.acked_key]
+    def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
+        keys = [self.tasks_key, self.retry_key, self.dlq_key, self.acked_key] if queues else []
         if run_id:
             keys.append(self.results_key(run_id))
+        if not keys:
+            return
         with self._guard():
             self._redis.delete(*keys)
         self._group_ready = False

@@ -1,0 +1,176 @@
+"""The Redis Streams and RabbitMQ backends: chunks travel as JSON messages to queue
+workers (``python -m ttg_ray.worker``), results come back on the run's result channel.
+
+Each run gets its own task queue (namespace = run id: ``ttg:tasks:{run_id}``,
+``ttg.tasks.{run_id}``) and its own local workers, so concurrent runs (and tests)
+never take each other's chunks, kill each other's workers or blame each other's
+poison chunks, and a run's keys can all be deleted when it ends. With
+``external_workers`` the chunks go to the shared ``ttg:tasks`` / ``ttg.tasks`` queue
+that long-running workers (e.g. pods) consume; the run id inside each message routes
+its result back. Redelivery of crashed chunks and quarantine are the workers' and the
+broker's job; a quarantined chunk comes back as a ``lost`` result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ttg_ray.backends import Backend, BackendOptions
+from ttg_ray.chunks import Chunk
+from ttg_ray.config import BrokerConfig, mask_url
+from ttg_ray.errors import BackendUnavailable, BadMessage
+from ttg_ray.functions import FunctionRef, ref_of
+from ttg_ray.messages import decode_result, encode_task
+from ttg_ray.params import Space
+from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S, QueueAdapter, open_adapter
+from ttg_ray.results import ChunkResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+EXTERNAL_CAPACITY = 8  # worker slots assumed when workers run elsewhere and none is given
+RECONNECT_TIMEOUT_S = 60.0
+STOP_GRACE_S = 5.0
+
+
+class QueueBackend(Backend):
+    """Shared driver logic; subclasses name the broker and its URL."""
+
+    adapter_name = "?"
+
+    def __init__(self, options: BackendOptions):
+        super().__init__(options)
+        self.queue: QueueAdapter | None = None
+        self.procs: list[subprocess.Popen] = []
+        self.visibility_timeout_s = DEFAULT_VISIBILITY_TIMEOUT_S
+        self._spawned = 0
+        self._closing = False
+
+    def broker_url(self) -> str:
+        raise NotImplementedError
+
+    def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+        self.ref: FunctionRef = ref_of(fn)
+        self.space = space
+        self.run_id = run_id
+        self.url = self.broker_url()
+        self.namespace = None if self.options.external_workers else run_id
+        self.queue = open_adapter(self.adapter_name, self.url, self.namespace, connect_timeout_s=3)
+        self.queue.declare(run_id)
+        log.info("%s at %s, run %s", self.name, mask_url(self.url), run_id)
+        if not self.options.external_workers:
+            for _ in range(self.capacity):
+                self._spawn()
+
+    @property
+    def capacity(self) -> int:
+        if self.options.workers:
+            return self.options.workers
+        return EXTERNAL_CAPACITY if self.options.external_workers else os.cpu_count() or 1
+
+    def submit(self, chunk: Chunk) -> None:
+        body = encode_task(chunk, self.space, self.ref)
+        self._call(lambda: self.queue.publish(body))
+
+    def poll(self, timeout_s: float) -> list[ChunkResult]:
+        self._replace_dead_workers()
+        bodies = self._call(lambda: self.queue.consume_results(self.run_id, timeout_s))
+        results = []
+        for body in bodies:
+            try:
+                results.append(decode_result(body))
+            except BadMessage as err:
+                log.error("dropping an unreadable result message: %s", err)
+        return results
+
+    def close(self) -> None:
+        self._closing = True
+        self._stop_workers()
+        if self.queue is not None:
+            try:
+                self.queue.purge(self.run_id, queues=self.namespace is not None)
+            except BackendUnavailable as err:
+                log.warning("could not clean up run %s: %s", self.run_id, err)
+            self.queue.close()
+            self.queue = None
+
+    def _call(self, op: Callable[[], T]) -> T:
+        """``op``, retried while the broker restarts, up to RECONNECT_TIMEOUT_S."""
+        deadline = time.monotonic() + RECONNECT_TIMEOUT_S
+        delay = 0.1
+        while True:
+            try:
+                return op()
+            except BackendUnavailable as err:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("broker unavailable, retrying in %.1f s: %s", delay, err)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    def _spawn(self) -> None:
+        self._spawned += 1
+        allow = {self.ref.module, *self.options.allow_modules}
+        cmd = [sys.executable, "-m", "ttg_ray.worker", "--backend", self.adapter_name]
+        cmd += ["--run-id", self.run_id, "--worker-id", f"{self.run_id}-w{self._spawned}"]
+        cmd += ["--max-retries", str(self.options.max_retries), "--parent-pid", str(os.getpid())]
+        cmd += ["--visibility-timeout-s", str(self.visibility_timeout_s)]
+        cmd += ["--log-level", logging.getLevelName(logging.getLogger("ttg_ray").level or 30)]
+        for module in sorted(allow):
+            cmd += ["--allow-module", module]
+        self.procs.append(subprocess.Popen(cmd, env=self._worker_env()))
+
+    def _worker_env(self) -> dict[str, str]:
+        # The URL goes through the environment so its password never shows in `ps`;
+        # the driver's sys.path lets workers import the same function modules.
+        env = dict(os.environ)
+        env["TTG_REDIS_URL" if self.adapter_name == "redis" else "TTG_AMQP_URL"] = self.url
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        return env
+
+    def _replace_dead_workers(self) -> None:
+        if self._closing:
+            return
+        for proc in [p for p in self.procs if p.poll() is not None]:
+            self.procs.remove(proc)
+            if proc.returncode in (2, 3):
+                raise BackendUnavailable(
+                    f"a {self.name} worker exited with code {proc.returncode}; see its log above"
+                )
+            log.warning("worker pid %d exited (%s); starting another", proc.pid, proc.returncode)
+            self._spawn()
+
+    def _stop_workers(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+class RedisBackend(QueueBackend):
+    name = "redis"
+    adapter_name = "redis"
+
+    def broker_url(self) -> str:
+        return BrokerConfig.from_env(redis_url=self.options.redis_url).redis_url
+
+
+class RabbitBackend(QueueBackend):
+    name = "rabbitmq"
+    adapter_name = "rabbitmq"
+
+    def broker_url(self) -> str:
+        return BrokerConfig.from_env(amqp_url=self.options.amqp_url).amqp_url

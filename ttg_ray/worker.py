@@ -1,0 +1,246 @@
+"""The queue worker: ``python -m ttg_ray.worker --backend redis|rabbitmq``.
+
+Pulls chunk messages, runs them with the same executor as every backend, publishes the
+results and acks. Runs only functions from allowed modules; dead-letters anything it
+cannot trust. SIGTERM/SIGINT finish the current chunk (a second signal hands it back)
+so no chunk is ever lost; a broker restart is ridden out by reconnecting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ttg_ray.config import BrokerConfig, WorkerContext, mask_url
+from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
+from ttg_ray.execute import lost_chunk, run_chunk
+from ttg_ray.functions import Allowlist, FunctionRef
+from ttg_ray.messages import TaskMessage, decode_task, encode_result
+from ttg_ray.observability import configure_logging, lifecycle
+from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S, Delivery, QueueAdapter, open_adapter
+from ttg_ray.results import ChunkResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    backend: str
+    url: str
+    namespace: str | None = None
+    allow_modules: tuple[str, ...] = ()
+    max_retries: int = 3
+    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    idle_timeout_s: float | None = None
+    reconnect_timeout_s: float = 60.0
+    parent_pid: int | None = None
+    worker_id: str | None = None
+
+
+class QueueWorker:
+    """One consumer. ``run()`` returns when stopped, idle too long, or orphaned."""
+
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+        self.context = WorkerContext.from_env(settings.worker_id)
+        self.id = self.context.worker_id
+        self.node = self.context.node_name or self.context.hostname
+        self.allowlist = Allowlist(settings.allow_modules)
+        self.stopping = False
+        self.abandon = False
+        self.chunks_done = 0
+        self._functions: dict[tuple[str, str], Callable[[Any], Any]] = {}
+        self.queue = self._open()
+
+    def _open(self) -> QueueAdapter:
+        s = self.settings
+        return open_adapter(
+            s.backend,
+            s.url,
+            s.namespace,
+            visibility_timeout_s=s.visibility_timeout_s,
+            max_deliveries=s.max_retries + 1,
+        )
+
+    def stop(self, signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        """First call: finish the current chunk, then exit. Second: hand it back now."""
+        if self.stopping:
+            self.abandon = True
+        self.stopping = True
+        log.info("signal %d: %s", signum, "handing back" if self.abandon else "finishing up")
+
+    def run(self) -> int:
+        lifecycle(log, "running", f"worker {self.id} consuming", run_id=self.settings.namespace)
+        idle_since = time.monotonic()
+        while not self.stopping and not self._orphaned():
+            deliveries = self._call(lambda: self.queue.consume(self.id, timeout_s=0.5))
+            for delivery in deliveries:
+                self.handle(delivery)
+            if deliveries:
+                idle_since = time.monotonic()
+            elif self._idle_too_long(idle_since):
+                log.info("idle for %.0f s; exiting", time.monotonic() - idle_since)
+                break
+        self.queue.close()
+        lifecycle(log, "completed", f"worker {self.id} ran {self.chunks_done} chunks")
+        return 0
+
+    def handle(self, delivery: Delivery) -> None:
+        """Run one delivery to its end: result published and acked, or dead-lettered."""
+        if delivery.quarantined:
+            self._report_quarantined(delivery)
+            return
+        message: TaskMessage | None = None
+        try:
+            message = decode_task(delivery.body)
+            self.allowlist.check(message.fn)
+            fn = self._resolve(message.fn)
+        except (BadMessage, InvalidFunction) as err:
+            self._refuse(delivery, message, err)
+            return
+        result = self._execute(fn, message, delivery)
+        if result is None:  # abandoned on a second signal: give it back, unrun
+            self._call(lambda: self.queue.nack(delivery, 0.0))
+            return
+        self._publish(result)
+        self._call(lambda: self.queue.ack(delivery))
+        self.chunks_done += 1
+
+    def _refuse(self, delivery: Delivery, message: TaskMessage | None, err: TtgError) -> None:
+        reason = str(err)
+        log.warning("dead-lettering a message: %s", reason)
+        self._call(lambda: self.queue.dead_letter(delivery, reason))
+        if message is not None:  # tell the driver, so its run does not wait forever
+            self._publish(_refused(message, err))
+
+    def _execute(self, fn, message: TaskMessage, delivery: Delivery) -> ChunkResult | None:
+        """Run the chunk in a thread while this one keeps the claim and connection alive."""
+        box: list[ChunkResult] = []
+        thread = threading.Thread(
+            target=lambda: box.append(
+                run_chunk(fn, message.space, message.chunk, node=self.node, worker=self.id)
+            ),
+            daemon=True,
+        )
+        thread.start()
+        interval = max(0.05, self.settings.visibility_timeout_s / 3)
+        while True:
+            thread.join(interval)
+            if not thread.is_alive():
+                return box[0] if box else None
+            if self.abandon:
+                return None
+            try:
+                self.queue.touch([delivery])
+            except BackendUnavailable as err:
+                log.warning("cannot keep the claim alive: %s", err)
+
+    def _report_quarantined(self, delivery: Delivery) -> None:
+        log.error("quarantined a chunk: %s", delivery.quarantined)
+        try:
+            message = decode_task(delivery.body)
+        except BadMessage:
+            return
+        chunk = dataclasses.replace(message.chunk, attempt=delivery.deliveries - 1)
+        lost = lost_chunk(chunk, message.space, "WorkerCrashedError", delivery.quarantined)
+        self._publish(dataclasses.replace(lost, node=self.node, worker=self.id))
+
+    def _publish(self, result: ChunkResult) -> None:
+        body = encode_result(result)
+        self._call(lambda: self.queue.publish_result(result.run_id, body))
+
+    def _resolve(self, ref: FunctionRef) -> Callable[[Any], Any]:
+        key = (ref.name, repr(sorted(ref.kwargs.items())))
+        if key not in self._functions:
+            self._functions[key] = ref.resolve()
+        return self._functions[key]
+
+    def _call(self, op: Callable[[], T]) -> T:
+        """``op``, retried while the broker is away (restarting), up to a deadline."""
+        deadline = time.monotonic() + self.settings.reconnect_timeout_s
+        delay = 0.1
+        while True:
+            try:
+                return op()
+            except BackendUnavailable as err:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("broker unavailable, retrying in %.1f s: %s", delay, err)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    def _orphaned(self) -> bool:
+        parent = self.settings.parent_pid
+        return parent is not None and os.getppid() != parent
+
+    def _idle_too_long(self, since: float) -> bool:
+        limit = self.settings.idle_timeout_s
+        return limit is not None and time.monotonic() - since > limit
+
+
+def _refused(message: TaskMessage, err: TtgError) -> ChunkResult:
+    """Every parameter failed: this worker will not run the function."""
+    result = lost_chunk(message.chunk, message.space, type(err).__name__, str(err))
+    return dataclasses.replace(result, lost="")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ttg_ray.worker", description=__doc__)
+    parser.add_argument("--backend", required=True, choices=("redis", "rabbitmq"))
+    parser.add_argument("--redis-url", help="else TTG_REDIS_URL, else localhost")
+    parser.add_argument("--amqp-url", help="else TTG_AMQP_URL, else localhost")
+    parser.add_argument("--run-id", help="consume this run's queue, else the shared one")
+    parser.add_argument(
+        "--allow-module", action="append", default=[], help="also run functions of this module"
+    )
+    parser.add_argument("--max-retries", type=int, default=3, help="crash redeliveries")
+    parser.add_argument("--visibility-timeout-s", type=float, default=DEFAULT_VISIBILITY_TIMEOUT_S)
+    parser.add_argument("--idle-timeout-s", type=float, help="exit after this long without work")
+    parser.add_argument("--reconnect-timeout-s", type=float, default=60.0)
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--worker-id", help="consumer name (default host-pid)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    brokers = BrokerConfig.from_env(args.redis_url, args.amqp_url)
+    url = brokers.redis_url if args.backend == "redis" else brokers.amqp_url
+    context = WorkerContext.from_env(args.worker_id)
+    configure_logging(args.log_format, args.log_level, context, backend=args.backend)
+    settings = WorkerSettings(
+        backend=args.backend,
+        url=url,
+        namespace=args.run_id,
+        allow_modules=tuple(args.allow_module),
+        max_retries=args.max_retries,
+        visibility_timeout_s=args.visibility_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        reconnect_timeout_s=args.reconnect_timeout_s,
+        parent_pid=args.parent_pid,
+        worker_id=context.worker_id,
+    )
+    try:
+        worker = QueueWorker(settings)
+        signal.signal(signal.SIGTERM, worker.stop)
+        signal.signal(signal.SIGINT, worker.stop)
+        log.info("connected to %s at %s", args.backend, mask_url(url))
+        return worker.run()
+    except TtgError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
