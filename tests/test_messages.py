@@ -1,0 +1,133 @@
+"""Task and result messages: round trips, and strict rejection of everything else."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ttg_ray.chunks import Chunk
+from ttg_ray.errors import BadMessage
+from ttg_ray.functions import FunctionRef
+from ttg_ray.messages import decode_result, decode_task, encode_result, encode_task, peek_run_id
+from ttg_ray.params import Grid, ParamList, ParamRange
+from ttg_ray.results import ChunkResult, ParamFailure
+
+FN = FunctionRef.parse("ttg_ray.workloads:seed_placeholder", {"work_ms": 0})
+
+
+def good() -> dict:
+    chunk = Chunk("run1", "c000001", 10, 20, attempt=2)
+    return json.loads(encode_task(chunk, ParamRange(100), FN))
+
+
+def test_task_round_trip_keeps_everything():
+    chunk = Chunk("run1", "c000007", 3, 9, indices=(3, 5, 8), attempt=3)
+    space = Grid({"x": range(5), "y": ["a", "b"]})
+    message = decode_task(encode_task(chunk, space, FN))
+    assert message.chunk == chunk
+    assert message.space == space
+    assert message.fn == FN
+
+
+def test_task_message_has_the_documented_fields():
+    assert set(good()) == {
+        "v",
+        "run_id",
+        "chunk_id",
+        "lo",
+        "hi",
+        "attempt",
+        "space",
+        "fn",
+        "kwargs",
+    }
+    assert good()["v"] == 1 and good()["fn"] == "ttg_ray.workloads:seed_placeholder"
+
+
+def test_list_space_ships_only_the_chunks_window():
+    space = ParamList([f"p{i}" for i in range(10_000)])
+    body = encode_task(Chunk("r", "c", 500, 510), space, FN)
+    assert len(body) < 500
+    message = decode_task(body)
+    assert [message.space[i] for i in range(500, 510)] == [f"p{i}" for i in range(500, 510)]
+
+
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (lambda m: m.update(v=2), "version"),
+        (lambda m: m.pop("fn"), "lacks fn"),
+        (lambda m: m.update(extra=1), "unknown fields extra"),
+        (lambda m: m.update(lo="10"), "lo must be an integer"),
+        (lambda m: m.update(lo=30), "invalid range"),
+        (lambda m: m.update(hi=101), "exceeds its space"),
+        (lambda m: m.update(attempt=0), "attempt 0"),
+        (lambda m: m.update(indices=[12, 11]), "increasing"),
+        (lambda m: m.update(indices=[25]), "increasing"),
+        (lambda m: m.update(kwargs=[]), "kwargs must be an object"),
+        (lambda m: m.update(fn="os.system"), "module:attr"),
+        (lambda m: m.update(space={"kind": "pickle"}), "unknown space kind"),
+        (lambda m: m.update(run_id=""), "run_id must be a non-empty string"),
+    ],
+)
+def test_wrong_schema_is_a_bad_message_with_the_reason(mutate, reason):
+    message = good()
+    mutate(message)
+    with pytest.raises(BadMessage, match=reason):
+        decode_task(json.dumps(message).encode())
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1, 2]", b"null", b"\x80\x04pickle", b'"text"'])
+def test_non_objects_are_bad_messages(body):
+    with pytest.raises(BadMessage):
+        decode_task(body)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_escape_as_other_errors(body):
+    try:
+        outcome = type(decode_task(body)).__name__
+    except BadMessage:
+        outcome = "BadMessage"
+    assert outcome in ("TaskMessage", "BadMessage")
+
+
+def test_peek_run_id_of_an_invalid_message():
+    assert peek_run_id(b'{"run_id": "r9", "v": 7}') == "r9"
+    assert peek_run_id(b"garbage") is None
+
+
+def test_result_round_trip_with_failures_and_floats():
+    failure = ParamFailure(index=4, param=4, type="ValueError", message="no", traceback="tb")
+    result = ChunkResult(
+        run_id="r",
+        chunk_id="c1",
+        lo=0,
+        hi=5,
+        indices=None,
+        attempt=1,
+        values=[0.1, 1e-300, math.inf, 2**70, None],
+        failures=[failure],
+        compute_s=0.5,
+        node="n",
+        worker="w",
+        lost="",
+    )
+    back = decode_result(encode_result(result))
+    assert back == result
+
+
+def test_result_with_odd_values_is_still_json():
+    result = ChunkResult("r", "c", 0, 2, None, 1, values=[{1, 2}, object()])
+    back = decode_result(encode_result(result))
+    assert back.values[0] == [1, 2]
+    assert isinstance(back.values[1], str)
+
+
+def test_bad_result_message():
+    with pytest.raises(BadMessage):
+        decode_result(b'{"v": 1, "result": {"run_id": "r"}}')
