@@ -16,6 +16,13 @@ AMQP_URL = os.environ.get("TTG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:567
 # Local clusters started by the tests run without Ray 2.60's token authentication.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+# Ray workers and worker subprocesses inherit this, so they can import the test modules
+# whose functions the tests send them (pickled by reference).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_HERE, os.path.dirname(_HERE), os.environ.get("PYTHONPATH")) if p
+)
+
 
 def missing_service(what: str) -> None:
     """Skip when run by hand, fail under CI=true."""

@@ -68,14 +68,14 @@ class FunctionRef:
 
 
 def accepts_kwarg(fn: Callable[..., Any], name: str) -> bool:
-    """True if ``fn`` takes a keyword argument ``name`` (or **kwargs)."""
+    """True if ``fn`` names a keyword argument ``name`` (a bare **kwargs does not count:
+    it may not mean to take it)."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return False
-    return any(
-        p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
-    )
+    param = sig.parameters.get(name)
+    return param is not None and param.kind is not inspect.Parameter.POSITIONAL_ONLY
 
 
 def ref_of(fn: Callable[..., Any]) -> FunctionRef:

@@ -180,8 +180,11 @@ class RayBackend(Backend):
             log.warning("chunk %s lost: %s", chunk.chunk_id, reason)
             return lost_chunk(chunk, self._space, type(err).__name__, reason)
         except RayTaskError as err:
+            cause = err.cause if isinstance(err.cause, BaseException) else err
             raise TtgError(
-                f"chunk {chunk.chunk_id} failed inside Ray, not in the function: {err}"
+                f"chunk {chunk.chunk_id} could not run on Ray: {type(cause).__name__}: {cause}; "
+                "if the function's module is missing on the workers, install it there or "
+                "put it on their PYTHONPATH"
             ) from err
 
     def close(self) -> None:

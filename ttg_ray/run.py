@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage gets one line, not the whole usage text."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m ttg_ray.run",
         description="Run f(param) over a parameter space, in chunks, on Ray, Redis or RabbitMQ.",
     )
@@ -155,13 +161,20 @@ def function_from_args(args: argparse.Namespace):
 
 
 def _check_writable(path: str | None, flag: str) -> None:
+    """Fail before the sweep, not after it, if ``path`` cannot be written."""
     if path is None:
         return
-    parent = Path(path).resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK) or Path(path).is_dir():
-        raise UsageError(f"{flag} {path}: cannot write there; choose a writable path")
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with open(target, "a"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"{flag} {path}: cannot write there ({err.strerror}); choose a writable path"
+        ) from err
+    if not existed:
+        target.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except TtgError as err:
-        lifecycle(log, "failed", str(err))
+        if args.log_format == "json":  # for log collectors; on a terminal one line is enough
+            lifecycle(log, "failed", str(err))
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
 
@@ -179,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     space = space_from_args(args)
     fn = function_from_args(args)
-    _check_writable(args.output, "--output")
     _check_writable(args.summary_json, "--summary-json")
     if args.resume and not args.output:
         raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")

@@ -1,0 +1,36 @@
+from ttg_ray.chunks import Chunk
+from ttg_ray.execute import lost_chunk, run_chunk
+from ttg_ray.params import Grid, ParamRange
+
+
+def fails_on_multiples_of_three(p):
+    if p % 3 == 0:
+        raise ValueError(f"bad {p}")
+    return p * 10
+
+
+def test_a_raising_parameter_does_not_cost_its_neighbours():
+    result = run_chunk(
+        fails_on_multiples_of_three, ParamRange(10), Chunk("r", "c1", 2, 8, attempt=2)
+    )
+    assert result.values == [20, None, 40, 50, None, 70]
+    assert [(f.index, f.param, f.type, f.attempts) for f in result.failures] == [
+        (3, 3, "ValueError", 2),
+        (6, 6, "ValueError", 2),
+    ]
+    assert "bad 3" in result.failures[0].message
+    assert "fails_on_multiples_of_three" in result.failures[0].traceback
+    assert result.compute_s >= 0 and not result.lost
+
+
+def test_explicit_indices_and_grid_params():
+    space = Grid({"a": [1, 2], "b": [10, 20, 30]})
+    chunk = Chunk("r", "c1", 1, 6, indices=(1, 5))
+    result = run_chunk(lambda p: p["a"] * p["b"], space, chunk)
+    assert result.values == [20, 60]
+
+
+def test_lost_chunk_blames_every_parameter_and_says_why():
+    result = lost_chunk(Chunk("r", "c1", 0, 3), ParamRange(5), "WorkerCrashedError", "died")
+    assert result.lost == "died" and result.values == [None] * 3
+    assert [f.index for f in result.failures] == [0, 1, 2]

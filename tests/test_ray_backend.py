@@ -1,0 +1,116 @@
+"""The Ray backend on a real local Ray: values, failures, retries, worker death."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import ttg_ray
+from ttg_ray import workloads
+from ttg_ray.errors import InvalidFunction
+
+ray = pytest.importorskip("ray")
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def placeholder(p):
+    return workloads.seed_placeholder(p, work_ms=0)
+
+
+def test_values_equal_a_serial_loop():
+    space = ttg_ray.Grid({"a": range(30), "b": [1, 2, 3]})
+    result = ttg_ray.compute(placeholder, space)
+    assert result.ok
+    assert result.values == [placeholder(space[i]) for i in range(len(space))]
+    assert result.summary.processed == 90 and result.summary.duplicates_discarded == 0
+
+
+def test_automatic_chunks_and_node_record():
+    result = ttg_ray.compute(workloads.seed_placeholder, 3000)  # 1 ms per parameter
+    assert result.values == [workloads.seed_placeholder(i, 0) for i in range(3000)]
+    assert sum(result.summary.chunks_per_node.values()) == result.summary.chunks
+    assert 2 < result.summary.chunks < 300
+
+
+def test_always_raising_parameter_is_reported_with_traceback():
+    fn = lambda p: workloads.faulty(p, fail_params=[13])  # noqa: E731  (lambdas travel to Ray)
+    result = ttg_ray.compute(fn, 100, chunk_size=10, max_retries=2)
+    assert not result.ok
+    assert [(f.index, f.type, f.attempts) for f in result.failures] == [(13, "ValueError", 3)]
+    assert "designed to fail" in result.failures[0].traceback
+    assert result.values[13] is None
+    assert result.values[:13] == [placeholder(i) for i in range(13)]
+    assert result.summary.retries == 2
+
+
+def test_flaky_parameter_is_a_retry_not_a_failure(tmp_path):
+    fn = lambda p: workloads.faulty(p, flaky_params=[40], state_dir=str(tmp_path))  # noqa: E731
+    result = ttg_ray.compute(fn, 100, chunk_size=10)
+    assert result.ok and result.summary.retries == 2
+    assert result.values == [placeholder(i) for i in range(100)]
+
+
+def test_stream_yields_each_index_once_as_results_complete():
+    sweep = ttg_ray.stream(placeholder, range(5, 505), chunk_size=50)
+    seen = {}
+    for index, param, value in sweep:
+        assert index not in seen
+        seen[index] = (param, value)
+    assert sorted(seen) == list(range(500))
+    assert all(
+        param == index + 5 and value == placeholder(param) for index, (param, value) in seen.items()
+    )
+    assert sweep.summary.processed == 500
+
+
+def test_ten_million_points_stream_through_completely():
+    expected_sum = sum(placeholder(i) for i in range(0, 10_000_000, 1_000_000))  # spot values
+    sweep = ttg_ray.stream(placeholder, 10_000_000)
+    count, spots = 0, 0.0
+    for batch in sweep.batches():
+        count += len(batch.values)
+        indices = batch.indices
+        for k in range(0, len(indices)):
+            if indices[k] % 1_000_000 == 0:
+                spots += batch.values[k]
+    assert count == 10_000_000 and sweep.summary.processed == 10_000_000
+    assert spots == pytest.approx(expected_sum)
+    assert sweep.summary.duplicates_discarded == 0
+
+
+def test_unpicklable_function_is_a_clear_error():
+    lock = threading.Lock()
+    with pytest.raises(InvalidFunction, match="cannot be sent to Ray workers"):
+        ttg_ray.compute(lambda p: (lock, p), 10)
+
+
+def test_killed_worker_process_reruns_its_chunk(tmp_path):
+    hang_at = 250
+    fn = lambda p: workloads.faulty(  # noqa: E731
+        p, hang_params=[hang_at], state_dir=str(tmp_path), hang_s=120
+    )
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(r=ttg_ray.compute(fn, 1000, chunk_size=50)))
+    thread.start()
+    marker = Path(tmp_path) / f"hang-{hang_at}.pid"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+    thread.join(timeout=120)
+    result = out["r"]
+    assert result.ok, result.failures
+    assert result.values == [placeholder(i) for i in range(1000)]
+    assert result.summary.processed == 1000 and result.summary.duplicates_discarded == 0

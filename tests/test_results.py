@@ -1,0 +1,89 @@
+import json
+import math
+
+import pytest
+
+from ttg_ray.errors import OutputError
+from ttg_ray.results import ChunkResult, ParamFailure, ResultStore, read_store
+from ttg_ray.summary import Summary
+
+
+def test_store_writes_the_documented_line_format(tmp_path):
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path)
+    failure = ParamFailure(7, 7, "ValueError", "boom", "Traceback...", attempts=4)
+    store.write([(5, 5, 62.07), (6, {"a": 1}, [1, 2]), (8, 8, math.inf)], [failure])
+    store.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == {"index": 5, "param": 5, "value": 62.07}
+    assert lines[1] == {"index": 6, "param": {"a": 1}, "value": [1, 2]}
+    assert lines[2]["value"] == math.inf
+    assert lines[3] == {
+        "index": 7,
+        "param": 7,
+        "error": {
+            "type": "ValueError",
+            "message": "boom",
+            "traceback": "Traceback...",
+            "attempts": 4,
+        },
+    }
+
+
+def test_store_refuses_to_overwrite_without_resume(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"index": 0, "param": 0, "value": 1}\n')
+    with pytest.raises(OutputError, match="--resume"):
+        ResultStore(path)
+
+
+def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"index": 0, "param": 0, "value": 1}\n{"index": 1, "par')
+    assert [r["index"] for r in read_store(path)] == [0]
+    store = ResultStore(path, resume=True)
+    store.write([(1, 1, 2)], [])
+    store.close()
+    assert [r["index"] for r in read_store(path)] == [0, 1]
+    assert path.read_text().count("\n") == 2
+
+
+def test_a_corrupt_line_in_the_middle_is_an_error_with_its_line(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"index": 0, "param": 0, "value": 1}\nnot json\n{"index": 2}\n')
+    with pytest.raises(OutputError, match=r"out.jsonl:2"):
+        list(read_store(path))
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write results"):
+        ResultStore(blocker / "out.jsonl")
+
+
+def test_empty_store_leaves_no_file(tmp_path):
+    store = ResultStore(tmp_path / "sub" / "out.jsonl")
+    store.discard_if_empty()
+    assert not (tmp_path / "sub" / "out.jsonl").exists()
+
+
+def test_chunk_result_round_trips_through_json():
+    result = ChunkResult(
+        "r", "c1", 0, 3, (0, 2), 1, [1.5, None], [ParamFailure(2, 2, "E", "m")], 0.1, "n", "w"
+    )
+    assert ChunkResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_summary_statistics_and_table():
+    summary = Summary(backend="ray", run_id="r1", total=4)
+    summary.add_values([1.0, 3.0, "text", None])
+    summary.add_values([2])
+    summary.processed = summary.succeeded = 4
+    summary.duration_s = 2.0
+    summary.chunks_per_node.update({"node-a": 2, "node-b": 1})
+    data = summary.to_dict()
+    assert (data["sum"], data["avg"], data["min"], data["max"]) == (6.0, 2.0, 1.0, 3.0)
+    assert data["params_per_second"] == 2.0
+    table = summary.format_table()
+    assert "node-a" in table and "params/s" in table
