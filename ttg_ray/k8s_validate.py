@@ -176,8 +176,13 @@ def cluster_spec_problems(spec: dict, path: list) -> Iterator[Problem]:
             format_path([*path, "headGroupSpec", "template", "spec", "containers"]),
             "the head needs at least one container (the first runs Ray)",
         )
+    names = set()
     for i, group in enumerate(groups):
-        yield from _group_problems(group, [*path, "workerGroupSpecs", i])
+        where = [*path, "workerGroupSpecs", i]
+        if group.get("groupName") in names:
+            yield Problem(format_path([*where, "groupName"]), "duplicate worker group name")
+        names.add(group.get("groupName"))
+        yield from _group_problems(group, where)
     auth = (spec.get("authOptions") or {}).get("mode")
     version = spec.get("rayVersion")
     if auth == "token" and (not version or _version(version) < (2, 52)):
