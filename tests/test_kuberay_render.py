@@ -1,0 +1,151 @@
+"""`python -m ttg_ray.kuberay render` and the client-side pieces of apply/status/submit,
+without a cluster: everything render produces validates against the KubeRay CRDs."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tests.conftest import missing_service
+from tests.k8s_schema import K8S_VERSION, ROOT, crd_schemas  # noqa: F401
+from ttg_ray import kuberay
+from ttg_ray import kuberay_render as render
+from ttg_ray.k8s_validate import core_problems, validate_kuberay
+
+
+def _render(capsys, *argv: str) -> list[dict]:
+    assert kuberay.main(["render", *argv]) == 0
+    return list(yaml.safe_load_all(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("what", ["raycluster", "rayjob"])
+@pytest.mark.parametrize("workers", [0, 1, 3, 7])
+def test_rendered_objects_validate(what, workers, capsys, crd_schemas):  # noqa: F811
+    (obj,) = _render(capsys, what, "--workers", str(workers), "--namespace", "sweeps")
+    assert validate_kuberay(obj, crd_schemas) == []
+    spec = obj["spec"].get("rayClusterSpec", obj["spec"])
+    assert spec["workerGroupSpecs"][0]["replicas"] == workers
+    assert obj["metadata"]["namespace"] == "sweeps"
+
+
+def test_render_options_reach_every_ray_container(capsys, crd_schemas):  # noqa: F811
+    (obj,) = _render(
+        capsys, "raycluster", "--name", "big", "--image", "registry.example/ttg:1",
+        "--worker-cpus", "4", "--worker-memory", "8Gi", "--head-memory", "4Gi",
+    )  # fmt: skip
+    assert validate_kuberay(obj, crd_schemas) == []
+    spec = obj["spec"]
+    worker = spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert obj["metadata"]["name"] == "big"
+    assert worker["image"] == head["image"] == "registry.example/ttg:1"
+    assert worker["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    assert head["resources"]["limits"]["memory"] == "4Gi"
+
+
+def test_sweep_arguments_after_dashdash_become_a_quoted_entrypoint(capsys, crd_schemas):  # noqa: F811
+    sweep = ["--grid", "alpha=1,2", "--kwargs", '{"label": "a b"}', "--params", "50"]
+    (job,) = _render(capsys, "rayjob", "--active-deadline-s", "60", "--", *sweep)
+    assert validate_kuberay(job, crd_schemas) == []
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv == ["python", "-m", "ttg_ray.run", "--backend", "ray", *sweep]
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+
+
+def test_rendered_secrets_are_random_and_valid(capsys):
+    first, second = _render(capsys, "secrets"), _render(capsys, "secrets")
+    assert [s["metadata"]["name"] for s in first] == [
+        render.AUTH_SECRET, "ttg-redis-auth", "ttg-rabbitmq-auth",
+    ]  # fmt: skip
+    for secret in first:
+        assert core_problems(secret, K8S_VERSION) == []
+    assert first[0]["stringData"]["auth_token"] != second[0]["stringData"]["auth_token"]
+    assert "guest" not in yaml.safe_dump_all(first)
+
+
+def test_render_needs_no_kubernetes_package():
+    code = (
+        "import sys; sys.modules['kubernetes'] = None\n"
+        "from ttg_ray import kuberay; sys.exit(kuberay.main(['render', 'rayjob']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(proc.stdout)["kind"] == "RayJob"
+
+
+def test_bad_usage_exits_2(capsys):
+    assert kuberay.main(["render", "raycluster", "--workers", "-1"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert kuberay.main(["apply"]) == 2
+
+
+def test_describe_status_reads_conditions_and_job_status():
+    ready = {"type": "HeadPodReady", "status": "True", "reason": "HeadPodRunningAndReady"}
+    obj = {
+        "metadata": {"name": "ttg-sweep"},
+        "status": {
+            "jobDeploymentStatus": "Complete",
+            "jobStatus": "SUCCEEDED",
+            "conditions": [ready],
+        },
+    }
+    lines = kuberay.describe_status("RayJob", obj)
+    assert "  jobStatus: SUCCEEDED" in lines
+    assert "  condition HeadPodReady=True (HeadPodRunningAndReady)" in lines
+    assert "no status yet" in kuberay.describe_status("RayCluster", {"metadata": {}})[-1]
+
+
+class _FakeApi:
+    """CustomObjectsApi stand-in: the first create conflicts, as when the object exists."""
+
+    def __init__(self, exists: bool):
+        self.exists, self.calls = exists, []
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        from kubernetes.client.exceptions import ApiException
+
+        self.calls.append(("create", group, version, namespace, plural))
+        if self.exists:
+            raise ApiException(status=409, reason="AlreadyExists")
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        return {"metadata": {"name": name, "resourceVersion": "42"}}
+
+    def replace_namespaced_custom_object(self, group, version, namespace, plural, name, body):
+        self.calls.append(("replace", body["metadata"]["resourceVersion"]))
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_apply_creates_or_replaces_with_the_current_resource_version(exists, monkeypatch):
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError:
+        missing_service("the kubernetes client (pip install 'ttg-ray[k8s]')")
+    api = _FakeApi(exists)
+    monkeypatch.setattr(kuberay, "_custom_api", lambda: api)
+    kuberay.apply([render.render_raycluster()])
+    assert api.calls[0] == ("create", "ray.io", "v1", "default", "rayclusters")
+    assert api.calls[1:] == ([("replace", "42")] if exists else [])
+
+
+def test_apply_refuses_core_kinds(monkeypatch):
+    monkeypatch.setattr(kuberay, "_custom_api", lambda: None)
+    with pytest.raises(kuberay.UsageError, match="kubectl"):
+        kuberay.apply(render.render_secrets())
+
+
+@pytest.mark.parametrize(
+    ("status", "driver_exit_code", "expected"),
+    [("SUCCEEDED", 0, 0), ("FAILED", 2, 2), ("FAILED", None, 1), ("STOPPED", None, 1)],
+)
+def test_job_exit_code(status, driver_exit_code, expected):
+    client = SimpleNamespace(
+        get_job_info=lambda _id: SimpleNamespace(driver_exit_code=driver_exit_code)
+    )
+    assert kuberay.job_exit_code(client, "id", status) == expected
