@@ -18,7 +18,7 @@ WORKDIR /src
 RUN pip install --no-cache-dir "ray[default]==${RAY_VERSION}" "redis>=5.0,<9" "pika>=1.3,<2"
 COPY pyproject.toml README* ./
 COPY ttg_ray ./ttg_ray
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir . \
     && python -c "import ray, sys; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm

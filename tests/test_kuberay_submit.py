@@ -123,6 +123,19 @@ def test_submit_bad_sweep_returns_the_drivers_exit_code(ray_head, capsys):
     assert code == 2, capsys.readouterr()
 
 
+def test_submit_timeout_stops_the_job(ray_head, capsys):
+    job_id = f"ttg-test-{uuid.uuid4().hex[:8]}"
+    code = kuberay.main([
+        "submit", "--address", ray_head, "--submission-id", job_id, "--timeout-s", "5", "--",
+        "--params", "5000", "--chunk-size", "10", "--work-ms", "50", "--no-progress",
+    ])  # fmt: skip
+    assert code != 0, capsys.readouterr()
+    from ray.job_submission import JobSubmissionClient
+
+    assert str(JobSubmissionClient(ray_head).get_job_status(job_id).value) == "STOPPED"
+    assert "stopping it" in capsys.readouterr().err
+
+
 def test_submit_to_unreachable_dashboard_exits_3(capsys):
     code = kuberay.main(["submit", "--address", f"http://127.0.0.1:{_free_port()}", "--",
                          "--params", "1"])  # fmt: skip

@@ -253,17 +253,11 @@ async def _follow(client: Any, job_id: str, out) -> None:
         out.flush()
 
 
-def wait_for_end(client: Any, job_id: str, timeout_s: float = 0) -> str:
-    """Poll until the job is terminal; stop it past timeout_s (0 = wait for ever)."""
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    while True:
-        status = str(client.get_job_status(job_id).value)
-        if status in TERMINAL:
-            return status
-        if deadline and time.monotonic() > deadline:
-            client.stop_job(job_id)
-            deadline = None
-        time.sleep(0.5)
+def wait_for_end(client: Any, job_id: str, poll_s: float = 0.5) -> str:
+    """Poll until the job is terminal (the log stream can end a moment before)."""
+    while (status := str(client.get_job_status(job_id).value)) not in TERMINAL:
+        time.sleep(poll_s)
+    return status
 
 
 def job_exit_code(client: Any, job_id: str, status: str) -> int:
@@ -282,8 +276,12 @@ def _submit(args: argparse.Namespace, sweep: list[str]) -> int:
     if args.no_follow:
         print(job_id)
         return 0
-    asyncio.run(_follow(client, job_id, sys.stdout))
-    status = wait_for_end(client, job_id, args.timeout_s)
+    try:
+        asyncio.run(asyncio.wait_for(_follow(client, job_id, sys.stdout), args.timeout_s or None))
+    except TimeoutError:
+        print(f"job {job_id}: over --timeout-s {args.timeout_s:g}; stopping it", file=sys.stderr)
+        client.stop_job(job_id)
+    status = wait_for_end(client, job_id)
     print(f"job {job_id}: {status}", file=sys.stderr)
     return job_exit_code(client, job_id, status)
 
