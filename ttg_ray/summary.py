@@ -45,13 +45,21 @@ class Summary:
         return self.value_sum / self.numeric_count if self.numeric_count else None
 
     def add_values(self, values: list[Any]) -> None:
-        """Fold successful values into the statistics (non-numbers are counted only)."""
-        numbers = values if all(map(_is_number, values)) else [v for v in values if _is_number(v)]
-        if not numbers:
+        """Fold successful values into the statistics (non-numbers are left out)."""
+        if not values:
             return
-        self.numeric_count += len(numbers)
-        self.value_sum += math.fsum(numbers)
-        low, high = min(numbers), max(numbers)
+        try:  # all numbers, the common case: C speed, no per-value Python code
+            total, low, high = math.fsum(values), min(values), max(values)
+            count = len(values)
+            if math.isnan(total) or any(type(v) is bool for v in (low, high)):
+                raise TypeError("needs filtering")
+        except TypeError:
+            numbers = [v for v in values if _is_number(v)]
+            if not numbers:
+                return
+            total, low, high, count = math.fsum(numbers), min(numbers), max(numbers), len(numbers)
+        self.numeric_count += count
+        self.value_sum += total
         self.value_min = low if self.value_min is None else min(self.value_min, low)
         self.value_max = high if self.value_max is None else max(self.value_max, high)
 
