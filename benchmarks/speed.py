@@ -16,12 +16,9 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
+from benchmarks.compare import driver_run
 from benchmarks.systems import Timing, plain_ray_tasks, pool_map, serial, ttg_ray_backend, work
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the local clusters started here
@@ -67,28 +64,7 @@ def run_workload(title, fn, n, workers, systems, repeat, reference_name, ceiling
 
 def driver_peak_mb(n: int) -> tuple[float, float]:
     """Peak RSS (MB) of a driver streaming n trivial parameters to a file, and its rate."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.jsonl"
-        code = (
-            "import resource, sys, functools, ttg_ray\n"
-            "from ttg_ray import workloads\n"
-            "fn = functools.partial(workloads.seed_placeholder, work_ms=0)\n"
-            f"sweep = ttg_ray.stream(fn, {n}, output={str(out)!r}, workers=2,"
-            " include_dashboard=False)\n"
-            "for _ in sweep.batches(): pass\n"
-            "s = sweep.summary\n"
-            "assert s.processed == s.total, s.to_dict()\n"
-            "peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-            "print(peak_mb, s.params_per_second)\n"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        with open(out) as f:
-            lines = sum(1 for _ in f)
-        assert lines == n, f"{lines} lines for {n} parameters"
-        peak, rate = proc.stdout.split()
-        return float(peak), float(rate)
+    return driver_run("ray", n)
 
 
 def main() -> None:
