@@ -75,6 +75,7 @@ class QueueBackend(Backend):
         return EXTERNAL_CAPACITY if self.options.external_workers else os.cpu_count() or 1
 
     def submit(self, chunk: Chunk) -> None:
+        log.debug("submitting chunk %s", chunk.chunk_id)
         body = encode_task(chunk, self.space, self.ref)
         self._call(lambda: self.queue.publish(body))
 
@@ -85,6 +86,7 @@ class QueueBackend(Backend):
         for body in bodies:
             try:
                 results.append(decode_result(body))
+                log.debug("result of chunk %s", results[-1].chunk_id)
             except BadMessage as err:
                 log.error("dropping an unreadable result message: %s", err)
         return results

@@ -28,7 +28,7 @@ from ttg_ray.observability import configure_logging, lifecycle
 from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S, Delivery, QueueAdapter, open_adapter
 from ttg_ray.results import ChunkResult
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ttg_ray.worker")  # not __name__: "__main__" under -m
 T = TypeVar("T")
 
 
@@ -107,6 +107,7 @@ class QueueWorker:
         except (BadMessage, InvalidFunction) as err:
             self._refuse(delivery, message, err)
             return
+        log.debug("running chunk %s (delivery %d)", message.chunk.chunk_id, delivery.deliveries)
         result = self._execute(fn, message, delivery)
         if result is None:  # abandoned on a second signal: give it back, unrun
             self._call(lambda: self.queue.nack(delivery, 0.0))
@@ -151,12 +152,15 @@ class QueueWorker:
         except BadMessage:
             return
         chunk = dataclasses.replace(message.chunk, attempt=delivery.deliveries - 1)
-        lost = lost_chunk(chunk, message.space, "WorkerCrashedError", delivery.quarantined)
+        reason = f"chunk {chunk.chunk_id} quarantined: {delivery.quarantined}"
+        lost = lost_chunk(chunk, message.space, "WorkerCrashedError", reason)
         self._publish(dataclasses.replace(lost, node=self.node, worker=self.id))
 
     def _publish(self, result: ChunkResult) -> None:
+        log.debug("chunk %s done (%d values, lost=%r)", result.chunk_id, result.size, result.lost)
         body = encode_result(result)
         self._call(lambda: self.queue.publish_result(result.run_id, body))
+        log.debug("published the result of chunk %s", result.chunk_id)
 
     def _resolve(self, ref: FunctionRef) -> Callable[[Any], Any]:
         key = (ref.name, repr(sorted(ref.kwargs.items())))

@@ -25,6 +25,7 @@ from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
 log = logging.getLogger(__name__)
 _PERSISTENT = 2
+QUEUE_EXPIRY_MS = 86_400_000
 _GONE = (pex.AMQPConnectionError, pex.AMQPChannelError, pex.StreamLostError, OSError)
 
 
@@ -91,20 +92,23 @@ class RabbitAdapter(QueueAdapter):
                 conn.close()
 
     def declare(self, run_id: str | None = None) -> None:
+        # A run's own queues vanish a day after their last use, even if the driver
+        # that should delete them was killed.
+        expiry = {"x-expires": QUEUE_EXPIRY_MS} if self.namespace else {}
         with self._guard():
             ch = self._channel()
-            ch.queue_declare(self.tasks_queue, durable=True, arguments={"x-queue-type": "quorum"})
             ch.queue_declare(
-                self.retry_queue,
-                durable=True,
-                arguments={
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": self.tasks_queue,
-                },
+                self.tasks_queue, durable=True, arguments={"x-queue-type": "quorum", **expiry}
             )
-            ch.queue_declare(self.dlq_queue, durable=True)
+            retry = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.tasks_queue}
+            ch.queue_declare(self.retry_queue, durable=True, arguments={**retry, **expiry})
+            ch.queue_declare(self.dlq_queue, durable=True, arguments=expiry)
             if run_id is not None:
-                ch.queue_declare(self.results_queue(run_id), durable=True)
+                ch.queue_declare(
+                    self.results_queue(run_id),
+                    durable=True,
+                    arguments={"x-expires": QUEUE_EXPIRY_MS},
+                )
 
     def results_queue(self, run_id: str) -> str:
         return f"ttg.results.{run_id}"
@@ -142,12 +146,14 @@ class RabbitAdapter(QueueAdapter):
         self._tasks.append((method, props, body))
 
     def _pump(self, buffer: deque, timeout_s: float) -> None:
+        # Read the socket at least once, also with a zero timeout: deliveries only
+        # reach the buffer while pika processes events.
         deadline = time.monotonic() + timeout_s
-        while not buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
+        while True:
+            left = max(0.0, deadline - time.monotonic())
             self._conn.process_data_events(time_limit=min(left, 0.5))
+            if buffer or left == 0:
+                return
 
     def _settle(self, delivery: Delivery) -> None:
         generation, tag = delivery.id

@@ -24,7 +24,7 @@ from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
 GROUP = "ttg-workers"
 DLQ_MAXLEN = 10_000
-RESULTS_TTL_S = 86_400  # a result nobody collects expires instead of piling up
+KEY_TTL_S = 86_400  # results nobody collects, and a killed run's keys, expire
 _MAX_BLOCK_S = 2.0
 
 # Move due delayed retries back into the task stream, atomically.
@@ -102,7 +102,16 @@ class RedisStreamsAdapter(QueueAdapter):
 
     def publish(self, body: bytes) -> None:
         with self._guard():
-            self._redis.xadd(self.tasks_key, {"body": body})
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(self.tasks_key, {"body": body})
+            self._expire(pipe, self.tasks_key)
+            pipe.execute()
+
+    def _expire(self, pipe, key: str) -> None:
+        # A run's own keys vanish a day after their last write, even if the driver
+        # that should delete them was killed.
+        if self.namespace:
+            pipe.expire(key, KEY_TTL_S)
 
     def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
         with self._guard():
@@ -137,6 +146,7 @@ class RedisStreamsAdapter(QueueAdapter):
             pipe.xack(self.tasks_key, GROUP, delivery.id)
             pipe.xdel(self.tasks_key, delivery.id)
             pipe.incr(self.acked_key)
+            self._expire(pipe, self.acked_key)
             pipe.execute()
 
     def nack(self, delivery: Delivery, delay_s: float = 0.0) -> None:
@@ -159,6 +169,7 @@ class RedisStreamsAdapter(QueueAdapter):
                 {"body": delivery.body, "reason": reason, "deliveries": delivery.deliveries},
                 maxlen=DLQ_MAXLEN,
             )
+            self._expire(pipe, self.dlq_key)
             pipe.xack(self.tasks_key, GROUP, delivery.id)
             pipe.xdel(self.tasks_key, delivery.id)
             pipe.execute()
@@ -226,7 +237,7 @@ class RedisStreamsAdapter(QueueAdapter):
         with self._guard():
             pipe = self._redis.pipeline(transaction=False)
             pipe.xadd(key, {"body": body})
-            pipe.expire(key, RESULTS_TTL_S)
+            pipe.expire(key, KEY_TTL_S)
             pipe.execute()
 
     def consume_results(self, run_id: str, timeout_s: float, count: int = 100) -> list[bytes]:

@@ -1,0 +1,226 @@
+"""Real faults on real brokers: killed workers, a chunk that kills every worker, a
+message naming os:system, and a Redis restart in the middle of a run."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+import ttg_ray
+from ttg_ray.chunks import Chunk
+from ttg_ray.functions import FunctionRef
+from ttg_ray.messages import encode_task
+from ttg_ray.params import ParamList
+from ttg_ray.queues import open_adapter
+from ttg_ray.results import read_store
+from ttg_ray.workloads import faulty, seed_placeholder
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+BROKERS = ["redis", "rabbitmq"]
+
+
+def broker_kwargs(request, backend: str) -> dict:
+    if backend == "redis":
+        return {"redis_url": request.getfixturevalue("redis_url")}
+    return {"amqp_url": request.getfixturevalue("amqp_url")}
+
+
+def worker_pids(run_id: str) -> list[int]:
+    """The local queue workers of this run (children of this test process)."""
+    return [
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if "ttg_ray.worker" in " ".join(p.cmdline()) and run_id in " ".join(p.cmdline())
+    ]
+
+
+class KillAt:
+    """A progress callback that calls ``action`` once, at ``fraction`` of the sweep."""
+
+    def __init__(self, fraction: float, action):
+        self.fraction, self.action = fraction, action
+        self.fired_at: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.fired_at is None and done >= self.fraction * total:
+            self.fired_at = time.monotonic()
+            self.action()
+
+
+def assert_exactly_once(path, n: int, fn) -> None:
+    counts = collections.Counter(record["index"] for record in read_store(path))
+    assert set(counts) == set(range(n))
+    assert set(counts.values()) == {1}
+    assert all(r["value"] == fn(r["index"]) for r in read_store(path))
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_sigkill_one_of_three_workers_at_30_percent(request, backend, run_id, tmp_path):
+    n, fn = 3000, functools.partial(seed_placeholder, work_ms=2.0)
+    kw = {**broker_kwargs(request, backend), "backend": backend, "workers": 3}
+    kw["chunk_size"] = 50
+    started = time.monotonic()
+    ttg_ray.compute(fn, n, run_id=f"{run_id}-base", **kw)
+    baseline_s = time.monotonic() - started
+
+    victims: list[int] = []
+
+    def kill_one() -> None:
+        pid = worker_pids(run_id)[0]
+        os.kill(pid, signal.SIGKILL)
+        victims.append(pid)
+
+    killer = KillAt(0.3, kill_one)
+    started = time.monotonic()
+    out = tmp_path / "out.jsonl"
+    result = ttg_ray.compute(fn, n, run_id=run_id, output=out, progress=killer, **kw)
+    faulty_s = time.monotonic() - started
+    assert len(victims) == 1 and _is_gone(victims[0])
+    assert result.values == [seed_placeholder(i, 0) for i in range(n)]
+    assert result.summary.failed == 0
+    assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
+    print(
+        f"\n{backend}: fault-free {baseline_s:.2f} s, with one worker killed at 30% "
+        f"{faulty_s:.2f} s: recovery cost {faulty_s - baseline_s:+.2f} s"
+    )
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_chunk_that_kills_every_worker_is_quarantined(request, backend, run_id):
+    n, poison = 64, 17
+    fn = functools.partial(faulty, crash_params=[poison])
+    result = ttg_ray.compute(
+        fn,
+        n,
+        backend=backend,
+        workers=2,
+        max_retries=1,
+        chunk_size=8,
+        run_id=run_id,
+        **broker_kwargs(request, backend),
+    )
+    assert [f.index for f in result.failures] == [poison]
+    assert result.failures[0].type == "WorkerCrashedError"
+    assert "quarantined" in result.failures[0].message
+    expected = [None if i == poison else seed_placeholder(i, 0) for i in range(n)]
+    assert result.values == expected
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_cli_exit_code_1_names_the_poison_chunk(request, backend, tmp_path):
+    kw = broker_kwargs(request, backend)
+    url_flag = ["--redis-url", kw["redis_url"]] if "redis_url" in kw else []
+    url_flag = url_flag or ["--amqp-url", kw["amqp_url"]]
+    cmd = [sys.executable, "-m", "ttg_ray.run", "--backend", backend, *url_flag]
+    cmd += ["--params", "40", "--function", "ttg_ray.workloads:faulty", "--chunk-size", "4"]
+    cmd += ["--kwargs", '{"crash_params": [9], "fail_params": [30]}', "--max-retries", "1"]
+    cmd += ["--workers", "2", "--no-progress", "--log-level", "WARNING"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "index 9" in proc.stdout and "WorkerCrashedError" in proc.stdout
+    assert "chunk c" in proc.stdout and "quarantined" in proc.stdout
+    assert "index 30" in proc.stdout and "designed to fail" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_os_system_message_is_dead_lettered_not_run(request, backend, run_id, tmp_path):
+    url = next(iter(broker_kwargs(request, backend).values()))
+    victim = tmp_path / "pwned"
+    queue = open_adapter(backend, url, run_id)
+    queue.declare(run_id)
+    try:
+        space = ParamList([f"touch {victim}"])
+        queue.publish(encode_task(Chunk(run_id, "evil", 0, 1), space, FunctionRef("os", "system")))
+        env = {**os.environ, "TTG_REDIS_URL": url, "TTG_AMQP_URL": url}
+        cmd = [sys.executable, "-m", "ttg_ray.worker", "--backend", backend]
+        cmd += ["--run-id", run_id, "--idle-timeout-s", "2", "--allow-module", "json"]
+        assert subprocess.run(cmd, env=env, timeout=60).returncode == 0
+        assert not victim.exists()
+        ((body, reason),) = queue.dead_letters()
+        assert b'"fn":"os:system"' in body
+        assert "os:system is not allowed" in reason
+    finally:
+        queue.purge(run_id)
+        queue.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server of the test's own, with AOF, on a free port, in a temp dir."""
+
+    def __init__(self, workdir):
+        self.port, self.dir = _free_port(), workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = ["redis-server", "--port", str(self.port), "--appendonly", "yes"]
+        cmd += ["--dir", str(self.dir), "--save", "", "--bind", "127.0.0.1"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes its AOF and exits
+            self.proc.wait(30)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_redis_restart_mid_run_loses_nothing(tmp_path, run_id):
+    server = OwnRedis(tmp_path)
+    server.start()
+    restarts = []
+
+    def restart() -> None:
+        server.stop()
+        time.sleep(1.0)
+        server.start()
+        restarts.append(time.monotonic())
+
+    try:
+        n, fn = 2000, functools.partial(seed_placeholder, work_ms=2.0)
+        out = tmp_path / "out.jsonl"
+        result = ttg_ray.compute(
+            fn,
+            n,
+            backend="redis",
+            redis_url=server.url,
+            workers=2,
+            chunk_size=50,
+            run_id=run_id,
+            output=out,
+            progress=KillAt(0.3, restart),
+        )
+        assert len(restarts) == 1
+        assert result.values == [seed_placeholder(i, 0) for i in range(n)]
+        assert result.summary.failed == 0
+        assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
+    finally:
+        server.stop()
