@@ -37,6 +37,7 @@ T = TypeVar("T")
 EXTERNAL_CAPACITY = 8  # worker slots assumed when workers run elsewhere and none is given
 RECONNECT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
+READY_TIMEOUT_S = 30.0
 
 
 class QueueBackend(Backend):
@@ -67,6 +68,18 @@ class QueueBackend(Backend):
         if not self.options.external_workers:
             for _ in range(self.capacity):
                 self._spawn()
+            self._wait_for_workers()
+
+    def _wait_for_workers(self) -> None:
+        """Return once every local worker consumes, so the run's clock starts on a
+        ready pool (as Ray's does), or after READY_TIMEOUT_S with a warning."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while self._call(self.queue.depth).consumers < len(self.procs):
+            self._replace_dead_workers()
+            if time.monotonic() > deadline:
+                log.warning("not all %d local workers are ready; going on", len(self.procs))
+                return
+            time.sleep(0.05)
 
     @property
     def capacity(self) -> int:

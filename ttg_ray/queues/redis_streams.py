@@ -61,6 +61,7 @@ class RedisStreamsAdapter(QueueAdapter):
             self._redis.ping()
             self._promote = self._redis.register_script(_PROMOTE)
         self._group_ready = False
+        self._known_consumers: set[str] = set()
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -117,6 +118,10 @@ class RedisStreamsAdapter(QueueAdapter):
         with self._guard():
             if not self._group_ready:
                 self._ensure_group()
+            if consumer not in self._known_consumers:
+                # a blocked XREADGROUP that gets nothing does not register its consumer
+                self._redis.xgroup_createconsumer(self.tasks_key, GROUP, consumer)
+                self._known_consumers.add(consumer)
             self._promote_due()
             block_ms = max(1, int(min(timeout_s, _MAX_BLOCK_S) * 1000))
             try:
@@ -127,6 +132,7 @@ class RedisStreamsAdapter(QueueAdapter):
                 if "NOGROUP" not in str(err):
                     raise
                 self._group_ready = False  # the stream was purged; recreate it next time
+                self._known_consumers.clear()
                 return []
         return [
             Delivery(id=entry_id, body=fields.get(b"body", b""), consumer=consumer)
