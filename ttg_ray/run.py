@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     fn.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the function")
     run = p.add_argument_group("execution")
     run.add_argument("--chunk-size", type=_count(1), metavar="N", help="default: automatic")
-    run.add_argument("--workers", type=_count(1), metavar="N", help="CPUs of a local Ray")
+    run.add_argument(
+        "--workers", type=_count(1), metavar="N", help="local Ray CPUs, or local queue workers"
+    )
     run.add_argument("--max-retries", type=_count(0), default=3, metavar="N")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
     run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
