@@ -79,7 +79,7 @@ class RedisStreamsAdapter(QueueAdapter):
                 "start redis-server or pass --redis-url / TTG_REDIS_URL"
             ) from err
         except redis.ResponseError as err:
-            if "NOAUTH" in str(err) or "WRONGPASS" in str(err):
+            if any(word in str(err) for word in ("NOAUTH", "WRONGPASS", "AUTH")):
                 raise BackendUnavailable(
                     f"Redis at {mask_url(self.url)} rejected the credentials ({err}); "
                     "check the password in --redis-url / TTG_REDIS_URL"
