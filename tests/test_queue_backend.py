@@ -1,0 +1,198 @@
+"""The Redis and RabbitMQ backends end to end, through compute() and the CLI."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ttg_ray
+from ttg_ray.params import Grid, ParamList
+from ttg_ray.queues import open_adapter
+from ttg_ray.results import read_store
+from ttg_ray.workloads import cpu_bound, faulty, seed_placeholder
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+BROKERS = ["redis", "rabbitmq"]
+
+
+def broker(request, backend: str) -> dict:
+    if backend == "redis":
+        return {"redis_url": request.getfixturevalue("redis_url")}
+    return {"amqp_url": request.getfixturevalue("amqp_url")}
+
+
+def checksum(values) -> str:
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_values_equal_the_serial_loop(request, backend, run_id):
+    fn = functools.partial(cpu_bound, work_ms=0.05)
+    result = ttg_ray.compute(
+        fn, 3000, backend=backend, workers=2, run_id=run_id, **broker(request, backend)
+    )
+    assert result.values == [fn(i) for i in range(3000)]
+    assert result.summary.failed == 0 and result.summary.backend == backend
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_grid_and_list_spaces(request, backend, run_id):
+    fn = functools.partial(seed_placeholder, work_ms=0)
+    for i, space in enumerate(
+        [Grid({"x": range(20), "y": ["a", "b", "c"]}), ParamList([f"p{k}" for k in range(500)])]
+    ):
+        result = ttg_ray.compute(
+            fn,
+            space,
+            backend=backend,
+            workers=2,
+            chunk_size=37,
+            run_id=f"{run_id}-{i}",
+            **broker(request, backend),
+        )
+        assert result.values == [fn(space[k]) for k in range(len(space))]
+
+
+def test_same_checksum_on_ray_redis_and_rabbitmq(request, run_id):
+    fn = functools.partial(cpu_bound, work_ms=0.02)
+    n = 2000
+    sums = {}
+    for backend in ("redis", "rabbitmq"):
+        result = ttg_ray.compute(
+            fn,
+            n,
+            backend=backend,
+            workers=2,
+            run_id=f"{run_id}-{backend}",
+            **broker(request, backend),
+        )
+        sums[backend] = checksum(result.values)
+    ray_result = ttg_ray.compute(fn, n, backend="ray", workers=2, include_dashboard=False)
+    sums["ray"] = checksum(ray_result.values)
+    assert len(set(sums.values())) == 1, sums
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_a_raising_parameter_is_failed_with_its_traceback(request, backend, run_id):
+    fn = functools.partial(faulty, fail_params=[5, 77])
+    result = ttg_ray.compute(
+        fn,
+        100,
+        backend=backend,
+        workers=2,
+        max_retries=1,
+        run_id=run_id,
+        **broker(request, backend),
+    )
+    assert sorted(f.index for f in result.failures) == [5, 77]
+    failure = result.failures[0]
+    assert failure.type == "ValueError" and "designed to fail" in failure.message
+    assert "Traceback" in failure.traceback and failure.attempts == 2
+    assert [v for i, v in enumerate(result.values) if i not in (5, 77)] == [
+        seed_placeholder(i, 0) for i in range(100) if i not in (5, 77)
+    ]
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_publishing_is_streamed_not_all_at_once(request, backend, run_id):
+    kw = broker(request, backend)
+    queue = open_adapter(backend, next(iter(kw.values())), run_id)
+    depths = []
+
+    def sample(done, total):
+        stats = queue.depth()
+        depths.append(stats.waiting + (stats.in_flight or 0))
+
+    fn = functools.partial(seed_placeholder, work_ms=0.5)
+    ttg_ray.compute(
+        fn, 400, backend=backend, workers=2, chunk_size=4, run_id=run_id, progress=sample, **kw
+    )
+    queue.close()
+    assert depths and max(depths) <= 2 * 2  # never more than the runner's 2 x capacity
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_run_leaves_no_keys_or_queues_behind(request, backend, run_id):
+    kw = broker(request, backend)
+    fn = functools.partial(seed_placeholder, work_ms=0)
+    ttg_ray.compute(fn, 200, backend=backend, workers=1, run_id=run_id, **kw)
+    url = next(iter(kw.values()))
+    if backend == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url)
+        assert list(client.scan_iter(match=f"ttg:*{run_id}*")) == []
+        client.close()
+    else:
+        queue = open_adapter(backend, url, run_id)
+        # a passive declare of a deleted queue is refused: the count comes back empty
+        stats = queue.depth(run_id)
+        assert (stats.waiting, stats.consumers, stats.results_waiting) == (0, 0, 0)
+        queue.close()
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_external_workers(request, backend, run_id):
+    kw = broker(request, backend)
+    url = next(iter(kw.values()))
+    env = {**os.environ, "TTG_REDIS_URL": url, "TTG_AMQP_URL": url}
+    cmd = [sys.executable, "-m", "ttg_ray.worker", "--backend", backend, "--idle-timeout-s", "5"]
+    worker = subprocess.Popen(cmd, env=env)
+    try:
+        fn = functools.partial(seed_placeholder, work_ms=0)
+        result = ttg_ray.compute(
+            fn, 500, backend=backend, workers=1, external_workers=True, run_id=run_id, **kw
+        )
+        assert result.values == [fn(i) for i in range(500)]
+        assert set(result.summary.chunks_per_node) and result.summary.failed == 0
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_cli_run_writes_the_store(request, backend, tmp_path):
+    kw = broker(request, backend)
+    flag = "--redis-url" if backend == "redis" else "--amqp-url"
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "ttg_ray.run", "--backend", backend, flag, next(iter(kw.values()))]
+    cmd += ["--params", "1000", "--work-ms", "0", "--workers", "2", "--output", str(out)]
+    cmd += ["--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = sorted(read_store(out), key=lambda r: r["index"])
+    assert [r["value"] for r in records] == [seed_placeholder(i, 0) for i in range(1000)]
+
+
+@pytest.mark.parametrize(
+    "backend,flag,url,needle",
+    [
+        ("redis", "--redis-url", "redis://:pa55word@127.0.0.1:1/0", "cannot reach Redis"),
+        (
+            "rabbitmq",
+            "--amqp-url",
+            "amqp://guest:pa55word@127.0.0.1:1/%2F",
+            "cannot reach RabbitMQ",
+        ),
+    ],
+)
+def test_cli_unreachable_broker_exit_3(backend, flag, url, needle):
+    cmd = [sys.executable, "-m", "ttg_ray.run", "--backend", backend, flag, url, "--params", "10"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert needle in proc.stderr and "pa55word" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_wrong_rabbitmq_credentials_exit_3(amqp_url):
+    bad = amqp_url.replace("guest:guest", "guest:not-the-password")
+    cmd = [sys.executable, "-m", "ttg_ray.run", "--backend", "rabbitmq", "--amqp-url", bad]
+    proc = subprocess.run([*cmd, "--params", "10"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "credentials" in proc.stderr and "not-the-password" not in proc.stderr
