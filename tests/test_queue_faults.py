@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -223,4 +225,89 @@ def test_redis_restart_mid_run_loses_nothing(tmp_path, run_id):
         assert result.summary.failed == 0
         assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
     finally:
+        server.remove()
+
+
+class OwnRabbit:
+    """A RabbitMQ node of the test's own (own name, port and data dir), so restarting
+    it disturbs nobody. rabbitmq-server drops to the rabbitmq user: the dir is 0777."""
+
+    def __init__(self):
+        # not under pytest's tmp_path: the rabbitmq user cannot traverse its 0700 parents
+        self.dir = Path(tempfile.mkdtemp(prefix="ttg-rabbit-"))
+        self.dir.chmod(0o777)
+        (self.dir / "plugins").write_text("[].")
+        (self.dir / "rabbitmq.conf").write_text("")
+        for name in ("plugins", "rabbitmq.conf"):
+            (self.dir / name).chmod(0o666)
+        self.port = _free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": f"ttg{self.port}@localhost",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),
+            "RABBITMQ_PID_FILE": str(self.dir / "pid"),
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        (self.dir / "pid").unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["rabbitmq-server"], env=self.env, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        while True:
+            try:
+                open_adapter("rabbitmq", self.url, connect_timeout_s=2).close()
+                return
+            except Exception:
+                assert self.proc.poll() is None, "rabbitmq-server exited during start"
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        beam = int((self.dir / "pid").read_text().strip())
+        os.kill(beam, signal.SIGTERM)  # the node itself: a clean, persistent shutdown
+        self.proc.wait(60)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("rabbitmq-server") is None, reason="needs rabbitmq-server")
+def test_rabbitmq_restart_mid_run_loses_nothing(tmp_path, run_id):
+    server = OwnRabbit()
+    server.start()
+    restarts = []
+
+    def restart() -> None:
         server.stop()
+        server.start()
+        restarts.append(time.monotonic())
+
+    try:
+        n, fn = 2000, functools.partial(seed_placeholder, work_ms=2.0)
+        out = tmp_path / "out.jsonl"
+        result = ttg_ray.compute(
+            fn,
+            n,
+            backend="rabbitmq",
+            amqp_url=server.url,
+            workers=2,
+            chunk_size=50,
+            run_id=run_id,
+            output=out,
+            progress=KillAt(0.3, restart),
+        )
+        assert len(restarts) == 1
+        assert result.values == [seed_placeholder(i, 0) for i in range(n)]
+        assert result.summary.failed == 0
+        assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
+    finally:
+        server.remove()
