@@ -225,7 +225,7 @@ def test_redis_restart_mid_run_loses_nothing(tmp_path, run_id):
         assert result.summary.failed == 0
         assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
     finally:
-        server.remove()
+        server.stop()
 
 
 class OwnRabbit:
