@@ -130,7 +130,8 @@ class Runner:
             f"{self.summary.processed:,} parameters in {self.summary.duration_s:.2f} s "
             f"({self.summary.failed:,} failed)",
             run_id=self.run_id,
-            **{k: v for k, v in self.summary.to_dict().items() if k in ("processed", "failed")},
+            processed=self.summary.processed,
+            failed=self.summary.failed,
         )
 
     def _fill(self, planner: ChunkPlanner, max_inflight: int) -> None:
