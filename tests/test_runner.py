@@ -128,3 +128,23 @@ def test_store_gets_every_line_and_progress_is_reported(tmp_path):
 def test_retry_policy_backs_off_and_caps():
     policy = RetryPolicy(base_s=0.1, cap_s=0.5)
     assert [policy.delay_s(a) for a in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.4, 0.5])
+
+
+def test_a_due_retry_with_no_free_slot_does_not_spin():
+    class Busy(InlineBackend):
+        """Holds each result back for two polls, as a busy worker would."""
+
+        timeouts: list[float] = []
+
+        def poll(self, timeout_s):
+            self.timeouts.append(timeout_s)
+            if len(self.timeouts) % 3:
+                return []
+            ready, self._ready = self._ready[:1], self._ready[1:]
+            return ready
+
+    # A lost chunk comes back as two halves, both due at once, with one slot free.
+    backend = Busy(slots=1, kills=lambda chunk: 5 in chunk.iter_indices())
+    _, values, failures = run(backend, square, 40, chunk_size=10)
+    assert len(values) == 39 and [f.index for f in failures] == [5]
+    assert 0.0 not in backend.timeouts  # full slots: wait for a result, never poll with 0

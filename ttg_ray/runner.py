@@ -100,7 +100,7 @@ class Runner:
             workers=capacity,
             max_size=self.max_chunk_params,
         )
-        max_inflight = self.max_inflight or 2 * capacity
+        self._max_inflight = max_inflight = self.max_inflight or 2 * capacity
         lifecycle(
             log,
             "initialized",
@@ -150,7 +150,8 @@ class Runner:
         self.backend.submit(chunk)
 
     def _wait_s(self) -> float:
-        if not self._retries:
+        # A retry that is due but finds no free slot waits for a result like the rest.
+        if not self._retries or len(self._inflight) >= self._max_inflight:
             return 0.5
         return max(0.0, min(0.5, self._retries[0][0] - time.monotonic()))
 
