@@ -1,9 +1,7 @@
 """ttg_ray: parameter sweeps across a cluster, on Ray (default), Redis Streams or RabbitMQ.
 
-    import ttg_ray
-    result = ttg_ray.compute(f, 10_000)          # values in parameter order
-    for index, param, value in ttg_ray.stream(f, range(10**7), output="out.jsonl"):
-        ...
+``ttg_ray.compute(f, 10_000)`` returns every value in parameter order;
+``ttg_ray.stream(f, range(10**7), output="out.jsonl")`` yields them as they complete.
 """
 
 from ttg_ray.api import Sweep, SweepResult, compute, stream

@@ -7,14 +7,13 @@ their client libraries only when chosen.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ttg_ray import registry
 from ttg_ray.chunks import Chunk
-from ttg_ray.errors import UsageError
 from ttg_ray.params import Space
 from ttg_ray.results import ChunkResult
 
@@ -76,19 +75,4 @@ class Backend(ABC):
 
 def load_backend(name: str) -> type[Backend]:
     """The Backend class registered under ``name``."""
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
-        ) from None
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            raise UsageError(f"the {name} backend is not available in this version yet") from err
-        raise UsageError(
-            f"the {name} backend needs {err.name!r}: pip install 'ttg-ray[{name}]'"
-        ) from err
-    return getattr(module, attr)
+    return registry.load(BACKENDS, name, "backend")

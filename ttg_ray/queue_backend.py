@@ -29,7 +29,12 @@ from ttg_ray.errors import BackendUnavailable, BadMessage
 from ttg_ray.functions import FunctionRef, ref_of
 from ttg_ray.messages import decode_result, encode_task
 from ttg_ray.params import Space
-from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S, QueueAdapter, open_adapter
+from ttg_ray.queues.base import (
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    QueueAdapter,
+    call_through_outage,
+    open_adapter,
+)
 from ttg_ray.results import ChunkResult
 
 log = logging.getLogger(__name__)
@@ -116,18 +121,8 @@ class QueueBackend(Backend):
             self.queue = None
 
     def _call(self, op: Callable[[], T]) -> T:
-        """``op``, retried while the broker restarts, up to RECONNECT_TIMEOUT_S."""
-        deadline = time.monotonic() + RECONNECT_TIMEOUT_S
-        delay = 0.1
-        while True:
-            try:
-                return op()
-            except BackendUnavailable as err:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("broker unavailable, retrying in %.1f s: %s", delay, err)
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
+        """``op``, retried while the broker restarts (see call_through_outage)."""
+        return call_through_outage(op, RECONNECT_TIMEOUT_S, log)
 
     def _spawn(self) -> None:
         self._spawned += 1

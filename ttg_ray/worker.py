@@ -25,7 +25,13 @@ from ttg_ray.execute import lost_chunk, run_chunk
 from ttg_ray.functions import Allowlist, FunctionRef
 from ttg_ray.messages import TaskMessage, decode_task, encode_result
 from ttg_ray.observability import configure_logging, lifecycle
-from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S, Delivery, QueueAdapter, open_adapter
+from ttg_ray.queues.base import (
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    Delivery,
+    QueueAdapter,
+    call_through_outage,
+    open_adapter,
+)
 from ttg_ray.results import ChunkResult
 
 log = logging.getLogger("ttg_ray.worker")  # not __name__: "__main__" under -m
@@ -169,18 +175,8 @@ class QueueWorker:
         return self._functions[key]
 
     def _call(self, op: Callable[[], T]) -> T:
-        """``op``, retried while the broker is away (restarting), up to a deadline."""
-        deadline = time.monotonic() + self.settings.reconnect_timeout_s
-        delay = 0.1
-        while True:
-            try:
-                return op()
-            except BackendUnavailable as err:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("broker unavailable, retrying in %.1f s: %s", delay, err)
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
+        """``op``, retried while the broker restarts (see call_through_outage)."""
+        return call_through_outage(op, self.settings.reconnect_timeout_s, log)
 
     def _orphaned(self) -> bool:
         parent = self.settings.parent_pid

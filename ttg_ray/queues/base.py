@@ -9,12 +9,15 @@ run id inside the message. Results always go to a per-run channel.
 
 from __future__ import annotations
 
-import importlib
+import logging
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ttg_ray.errors import UsageError
+from ttg_ray import registry
+from ttg_ray.errors import BackendUnavailable
 
 ADAPTERS = {
     "memory": "ttg_ray.queues.memory:MemoryAdapter",
@@ -161,24 +164,30 @@ class QueueAdapter(ABC):
         self.close()
 
 
+T = TypeVar("T")
+
+
 def adapter_class(name: str) -> type[QueueAdapter]:
     """The adapter class for ``name``; its client library is imported only now."""
-    try:
-        target = ADAPTERS[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown queue backend {name!r}; choose one of: {', '.join(sorted(ADAPTERS))}"
-        ) from None
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise UsageError(
-            f"the {name} queue backend needs {err.name!r}: pip install 'ttg-ray[{name}]'"
-        ) from err
-    return getattr(module, attr)
+    return registry.load(ADAPTERS, name, "queue backend")
 
 
 def open_adapter(name: str, url: str, namespace: str | None = None, **kwargs: Any) -> QueueAdapter:
     """Connect to broker ``name`` at ``url``; BackendUnavailable when unreachable."""
     return adapter_class(name)(url, namespace, **kwargs)
+
+
+def call_through_outage(op: Callable[[], T], timeout_s: float, log: logging.Logger) -> T:
+    """``op()``, retried with backoff while the broker is unavailable (restarting), until
+    ``timeout_s`` has passed; then the last BackendUnavailable is raised."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            return op()
+        except BackendUnavailable as err:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("broker unavailable, retrying in %.1f s: %s", delay, err)
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
