@@ -8,7 +8,7 @@ def drain(planner: ChunkPlanner, per_param_s: float = 0.001) -> list[Chunk]:
     chunks = []
     while (chunk := planner.next_chunk()) is not None or not planner.exhausted:
         if chunk is None:  # waiting for a probe: report one
-            planner.observe(chunks[-1].size, chunks[-1].size * per_param_s)
+            planner.observe(chunks[-1].chunk_id, chunks[-1].size, chunks[-1].size * per_param_s)
             continue
         chunks.append(chunk)
     return chunks
@@ -45,18 +45,26 @@ def test_automatic_size_probes_then_targets_duration():
     probes = [planner.next_chunk(), planner.next_chunk()]
     assert [p.size for p in probes] == [16, 16]
     assert planner.next_chunk() is None  # waits for a probe's timing
-    planner.observe(16, 16 * 0.001)  # 1 ms per parameter
+    planner.observe(probes[0].chunk_id, 16, 16 * 0.001)  # 1 ms per parameter
     assert planner.next_chunk().size == 1000  # about 1 s of work
+
+
+def test_a_lost_probe_is_replaced_by_another():
+    planner = ChunkPlanner("r", [(0, 1000)], workers=1)
+    probe = planner.next_chunk()
+    assert planner.next_chunk() is None
+    planner.lost(probe.chunk_id)
+    assert planner.next_chunk().size == 16
 
 
 def test_automatic_size_shrinks_at_the_end_and_is_capped():
     planner = ChunkPlanner("r", [(0, 10_000)], workers=3, min_chunk_s=0.05, max_size=500)
-    planner.next_chunk()
-    planner.observe(16, 16 * 1e-6)  # trivial work: capped by max_size
+    planner.observe(
+        planner.next_chunk().chunk_id, 16, 16 * 1e-6
+    )  # trivial work: capped by max_size
     assert planner.next_chunk().size == 500
     planner = ChunkPlanner("r", [(0, 3000)], workers=3, target_chunk_s=10.0, min_chunk_s=0.01)
-    planner.next_chunk()
-    planner.observe(16, 16 * 0.001)
+    planner.observe(planner.next_chunk().chunk_id, 16, 16 * 0.001)
     sizes = [c.size for c in drain(planner)]
     assert sizes[0] > sizes[-1]  # guided: large first, small last
     assert min(sizes[:-1]) >= 10  # never below min_chunk_s worth, but for the remainder

@@ -54,3 +54,8 @@ def test_allowlist():
 def test_accepts_kwarg():
     assert accepts_kwarg(workloads.seed_placeholder, "work_ms")
     assert not accepts_kwarg(abs, "work_ms")
+
+
+def test_partial_with_positional_arguments_cannot_travel_by_name():
+    with pytest.raises(InvalidFunction, match="by keyword"):
+        ref_of(functools.partial(workloads.seed_placeholder, 3))

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import ttg_ray
+import ttg_ray.errors
 from ttg_ray.params import Grid, ParamList
 from ttg_ray.queues import open_adapter
 from ttg_ray.results import read_store
@@ -196,3 +197,60 @@ def test_cli_wrong_rabbitmq_credentials_exit_3(amqp_url):
     proc = subprocess.run([*cmd, "--params", "10"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3
     assert "credentials" in proc.stderr and "not-the-password" not in proc.stderr
+
+
+def set_at_five(p):
+    return {p} if p == 5 else seed_placeholder(p, 0)
+
+
+def huge_at_three(p):
+    return "x" * (17 * 1024 * 1024) if p == 3 else seed_placeholder(p, 0)
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_a_value_that_is_not_json_fails_only_its_parameter(request, backend, run_id):
+    result = ttg_ray.compute(
+        set_at_five, 20, backend=backend, workers=1, chunk_size=10, run_id=run_id,
+        **broker(request, backend),
+    )  # fmt: skip
+    assert [(f.index, f.type) for f in result.failures] == [(5, "TypeError")]
+    assert "not JSON" in result.failures[0].message
+    assert result.values[:5] == [seed_placeholder(i, 0) for i in range(5)]
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_a_result_over_the_message_limit_is_split_down_to_its_parameter(request, backend, run_id):
+    result = ttg_ray.compute(
+        huge_at_three, 8, backend=backend, workers=1, chunk_size=8, max_retries=0,
+        run_id=run_id, **broker(request, backend),
+    )  # fmt: skip
+    assert [(f.index, f.type) for f in result.failures] == [(3, "ResultTooLarge")]
+    assert [v for i, v in enumerate(result.values) if i != 3] == [
+        seed_placeholder(i, 0) for i in range(8) if i != 3
+    ]
+
+
+def test_parameters_that_are_not_json_are_refused_up_front(redis_url, run_id):
+    from decimal import Decimal
+
+    with pytest.raises(ttg_ray.errors.InvalidSpace, match="not JSON"):
+        ttg_ray.compute(
+            seed_placeholder, [Decimal("1.5")], backend="redis", workers=1, run_id=run_id,
+            redis_url=redis_url,
+        )  # fmt: skip
+
+
+def exits_at_three(p):
+    if p == 3:
+        raise SystemExit(4)
+    return seed_placeholder(p, 0)
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_system_exit_in_the_function_fails_only_its_parameter(request, backend, run_id):
+    result = ttg_ray.compute(
+        exits_at_three, 10, backend=backend, workers=1, chunk_size=5, max_retries=1,
+        run_id=run_id, **broker(request, backend),
+    )  # fmt: skip
+    assert [(f.index, f.type, f.attempts) for f in result.failures] == [(3, "SystemExit", 2)]
+    assert result.values[4] == seed_placeholder(4, 0)

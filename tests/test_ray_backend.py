@@ -114,3 +114,48 @@ def test_killed_worker_process_reruns_its_chunk(tmp_path):
     assert result.ok, result.failures
     assert result.values == [placeholder(i) for i in range(1000)]
     assert result.summary.processed == 1000 and result.summary.duplicates_discarded == 0
+
+
+def lock_at_five(p):
+    return threading.Lock() if p == 5 else placeholder(p)
+
+
+class Boom(BaseException):
+    pass
+
+
+def base_exception_at_three(p):
+    if p == 3:
+        raise Boom("not an Exception")
+    return placeholder(p)
+
+
+def test_a_value_ray_cannot_send_back_fails_only_its_parameter():
+    result = ttg_ray.compute(lock_at_five, 40, chunk_size=10)
+    assert [(f.index, f.type) for f in result.failures] == [(5, "TypeError")]
+    assert "pickle" in result.failures[0].message
+    assert [v for i, v in enumerate(result.values) if i != 5] == [
+        placeholder(i) for i in range(40) if i != 5
+    ]
+
+
+def test_a_base_exception_fails_only_its_parameter():
+    result = ttg_ray.compute(base_exception_at_three, 20, chunk_size=10, max_retries=0)
+    assert [(f.index, f.type) for f in result.failures] == [(3, "Boom")]
+    assert result.values[4] == placeholder(4)
+
+
+def fails_at_two(p):
+    return workloads.faulty(p, fail_params=[2])
+
+
+def test_resume_keeps_earlier_failures_and_reads_back_values(tmp_path):
+    out = tmp_path / "out.jsonl"
+    first = ttg_ray.compute(fails_at_two, 10, max_retries=0, output=out)
+    assert [f.index for f in first.failures] == [2]
+    again = ttg_ray.compute(fails_at_two, 10, max_retries=0, output=out, resume=True)
+    assert not again.ok and [(f.index, f.type) for f in again.failures] == [(2, "ValueError")]
+    assert again.values == first.values and again.values[2] is None
+    assert again.summary.failed == 1 and again.summary.processed == 0
+    assert again.summary.skipped_resumed == 10
+    assert len(out.read_text().splitlines()) == 10

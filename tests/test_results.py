@@ -87,3 +87,16 @@ def test_summary_statistics_and_table():
     assert data["params_per_second"] == 2.0
     table = summary.format_table()
     assert "node-a" in table and "params/s" in table
+
+
+def test_a_parseable_last_line_without_newline_is_still_torn(tmp_path):
+    # A writer killed just before the newline: the line parses, but the store cuts it,
+    # so it must not count as done.
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"index": 0, "param": 0, "value": 1}\n{"index": 1, "param": 1, "value": 2}')
+    assert [r["index"] for r in read_store(path)] == [0]
+
+
+def test_a_directory_is_not_an_output_file(tmp_path):
+    with pytest.raises(OutputError, match="is a directory"):
+        ResultStore(tmp_path)

@@ -148,3 +148,10 @@ def test_a_due_retry_with_no_free_slot_does_not_spin():
     _, values, failures = run(backend, square, 40, chunk_size=10)
     assert len(values) == 39 and [f.index for f in failures] == [5]
     assert 0.0 not in backend.timeouts  # full slots: wait for a result, never poll with 0
+
+
+@pytest.mark.timeout(30)
+def test_every_parameter_killing_its_worker_ends_with_all_failed():
+    runner, values, failures = run(InlineBackend(kills=lambda chunk: True), square, 40)
+    assert not values and sorted(f.index for f in failures) == list(range(40))
+    assert runner.summary.failed == 40

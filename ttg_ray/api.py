@@ -132,7 +132,9 @@ def _prepare(
         )
     except TypeError as err:
         raise UsageError(f"unknown backend option: {err}") from None
-    done = _read_done(output, space, on_resumed) if resume else IndexLedger()
+    done, earlier_failures = IndexLedger(), []
+    if resume:
+        done, earlier_failures = _read_done(output, space, on_resumed)
     store = ResultStore(output, resume=resume) if output is not None else None
     runner = Runner(
         backend_cls(options),
@@ -145,7 +147,11 @@ def _prepare(
         done=done,
         progress=progress,
     )
-    return Sweep(runner, store)
+    # Failures recorded by the earlier run stay failures: .ok, the summary and the exit
+    # code say so, as they did then.
+    runner.summary.failed += len(earlier_failures)
+    runner.summary.failed_indices.extend(f.index for f in earlier_failures)
+    return Sweep(runner, store, failures=earlier_failures)
 
 
 def _check_count(name: str, value: int | None, minimum: int) -> None:
@@ -157,18 +163,33 @@ def _check_count(name: str, value: int | None, minimum: int) -> None:
 
 def _read_done(
     path: Any, space: Space, on_resumed: Callable[[int, Any], None] | None
-) -> IndexLedger:
-    """The indices an earlier run of this sweep already finished, from its result file."""
-    done = IndexLedger()
+) -> tuple[IndexLedger, list[ParamFailure]]:
+    """The indices an earlier run of this sweep already finished, from its result file,
+    and the failures among them."""
+    done, failures = IndexLedger(), []
     for record in read_store(path):
         _check_record(record, space, path)
         index = record["index"]
         if index in done:
             continue
         done.add_range(index, index + 1)
-        if on_resumed is not None and "value" in record:
-            on_resumed(index, record["value"])
-    return done
+        if "error" in record:
+            failures.append(_failure_from_record(record))
+        elif on_resumed is not None:
+            on_resumed(index, record.get("value"))
+    return done, failures
+
+
+def _failure_from_record(record: dict) -> ParamFailure:
+    error = record["error"] if isinstance(record["error"], dict) else {}
+    return ParamFailure(
+        index=record["index"],
+        param=record.get("param"),
+        type=str(error.get("type", "Error")),
+        message=str(error.get("message", "")),
+        traceback=str(error.get("traceback", "")),
+        attempts=int(error.get("attempts", 1)),
+    )
 
 
 def _check_record(record: dict, space: Space, path: Any) -> None:

@@ -84,7 +84,7 @@ class ChunkPlanner:
         self.max_size = max_size  # bounds the memory a chunk's results take
         self.remaining = sum(hi - lo for lo, hi in self._gaps)
         self.per_param_s: float | None = None
-        self._probes_out = 0
+        self._probes: set[str] = set()  # ids of probe chunks sent and not yet back
         self._next_id = 0
 
     @property
@@ -94,10 +94,11 @@ class ChunkPlanner:
     @property
     def waiting_for_probe(self) -> bool:
         """True while automatic sizing has sent its probes and has no timing yet."""
-        return self.fixed_size is None and self.per_param_s is None and self._probes_out > 0
+        return self.fixed_size is None and self.per_param_s is None and bool(self._probes)
 
-    def observe(self, size: int, compute_s: float) -> None:
+    def observe(self, chunk_id: str, size: int, compute_s: float) -> None:
         """Learn the per-parameter time from a chunk that ran ``size`` parameters."""
+        self._probes.discard(chunk_id)
         if size <= 0 or self.fixed_size is not None:
             return
         sample = max(compute_s / size, 1e-8)
@@ -116,12 +117,15 @@ class ChunkPlanner:
         guided = math.ceil(self.remaining / (2 * self.workers))
         return max(1, min(int(by_target), max(guided, at_least), self.max_size))
 
+    def lost(self, chunk_id: str) -> None:
+        """A chunk came back with no timing (its worker died): if it was a probe, the
+        plan stops waiting for it and sends another."""
+        self._probes.discard(chunk_id)
+
     def next_chunk(self) -> Chunk | None:
         """The next chunk, or None when the plan is used up or waits for a probe."""
-        if not self._gaps or (self.waiting_for_probe and self._probes_out >= self.workers):
+        if not self._gaps or (self.waiting_for_probe and len(self._probes) >= self.workers):
             return None
-        if self.per_param_s is None and self.fixed_size is None:
-            self._probes_out += 1
         size = self.next_size()
         lo, hi = self._gaps.pop()
         cut = min(hi, lo + size)
@@ -130,4 +134,6 @@ class ChunkPlanner:
         self.remaining -= cut - lo
         chunk = Chunk(self.run_id, f"c{self._next_id:06d}", lo, cut)
         self._next_id += 1
+        if self.per_param_s is None and self.fixed_size is None:
+            self._probes.add(chunk.chunk_id)
         return chunk

@@ -20,8 +20,9 @@ def run_chunk(
     node: str = "",
     worker: str = "",
 ) -> ChunkResult:
-    """Call ``fn`` on every parameter of ``chunk``. A parameter that raises is recorded
-    with its traceback and the loop goes on, so one bad parameter never costs the rest."""
+    """Call ``fn`` on every parameter of ``chunk``. A parameter that raises (anything but
+    KeyboardInterrupt) is recorded with its traceback and the loop goes on, so one bad
+    parameter never costs the rest."""
     if chunk.indices is None:
         indices = range(chunk.lo, chunk.hi)
         params = space.iter_slice(chunk.lo, chunk.hi)
@@ -34,7 +35,9 @@ def run_chunk(
     for index, param in zip(indices, params):
         try:
             values.append(fn(param))
-        except Exception as err:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # SystemExit too: one parameter must not end the loop
             values.append(None)
             failures.append(
                 ParamFailure(

@@ -83,6 +83,12 @@ def ref_of(fn: Callable[..., Any]) -> FunctionRef:
     not code. Lambdas, closures and functions of __main__ cannot travel that way."""
     kwargs: dict[str, Any] = {}
     if isinstance(fn, functools.partial):
+        if fn.args:
+            raise InvalidFunction(
+                f"functools.partial({getattr(fn.func, '__qualname__', fn.func)!r}, ...) binds "
+                "positional arguments, which queue workers cannot receive; bind them by "
+                "keyword instead"
+            )
         kwargs, fn = dict(fn.keywords), fn.func
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")

@@ -19,7 +19,9 @@ from ttg_ray.params import Space, space_from_spec, window_spec
 from ttg_ray.results import ChunkResult
 
 VERSION = 1
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# Below RabbitMQ 4's default max message size (16 MiB). A result over it comes back as
+# a lost chunk and is split; a task over it is refused at the driver.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 _REQUIRED = {"v", "run_id", "chunk_id", "lo", "hi", "attempt", "space", "fn", "kwargs"}
 _OPTIONAL = {"indices"}
 
@@ -51,7 +53,19 @@ def encode_task(chunk: Chunk, space: Space, fn: FunctionRef) -> bytes:
     }
     if chunk.indices is not None:
         body["indices"] = list(chunk.indices)
-    return _dumps(body)
+    try:
+        data = _dumps(body)
+    except (TypeError, ValueError) as err:
+        raise InvalidSpace(
+            f"the parameters of chunk {chunk.chunk_id} are not JSON ({err}); the queue "
+            "backends carry parameters as JSON: use JSON values, or backend='ray'"
+        ) from err
+    if len(data) > MAX_BODY_BYTES:
+        raise InvalidSpace(
+            f"chunk {chunk.chunk_id} makes a message of {len(data):,} bytes, over the "
+            f"{MAX_BODY_BYTES:,}-byte limit; use a smaller --chunk-size"
+        )
+    return data
 
 
 def decode_task(body: bytes | str) -> TaskMessage:
@@ -96,11 +110,21 @@ def peek_run_id(body: bytes | str) -> str | None:
 
 
 def encode_result(result: ChunkResult) -> bytes:
+    """The JSON body of a result; TypeError if a value is not JSON (see json_safe)."""
     return _dumps({"v": VERSION, "result": result.to_dict()})
 
 
+def is_json(value: Any) -> bool:
+    """True if ``value`` travels as JSON (numpy scalars and arrays included)."""
+    try:
+        _dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def decode_result(body: bytes | str) -> ChunkResult:
-    data = _loads(body)
+    data = _loads(body, limit=None)  # from our own workers, which cap what they send
     _check_version(data)
     if set(data) != {"v", "result"} or not isinstance(data["result"], dict):
         raise BadMessage("result message must be {'v': 1, 'result': {...}}")
@@ -115,18 +139,17 @@ def _dumps(data: dict) -> bytes:
 
 
 def _to_json(value: Any) -> Any:
-    # numpy scalars and arrays carry their own JSON-friendly conversion
+    # numpy scalars and arrays carry their own exact JSON conversion; nothing else is
+    # converted, so a value never changes silently on its way (no repr fallback).
     for method in ("item", "tolist"):
         if callable(getattr(value, method, None)):
             return getattr(value, method)()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    return repr(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _loads(body: bytes | str) -> dict:
-    if len(body) > MAX_BODY_BYTES:
-        raise BadMessage(f"message of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+def _loads(body: bytes | str, limit: int | None = MAX_BODY_BYTES) -> dict:
+    if limit is not None and len(body) > limit:
+        raise BadMessage(f"message of {len(body)} bytes exceeds {limit}")
     try:
         data = json.loads(body)
     except (ValueError, TypeError) as err:

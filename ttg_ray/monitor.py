@@ -81,6 +81,16 @@ def snapshot(queue: QueueAdapter, run_id: str | None) -> QueueStats:
     return queue.depth(run_id)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0.1:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0.1, got {text}")
+    return value
+
+
 def watch(queue: QueueAdapter, run_id: str | None, title: str, interval_s: float) -> None:
     sampler = Sampler()
     tty = sys.stdout.isatty()
@@ -97,7 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="else TTG_REDIS_URL, else localhost")
     parser.add_argument("--amqp-url", help="else TTG_AMQP_URL, else localhost")
     parser.add_argument("--run-id", help="the run to watch (default: the shared task queue)")
-    parser.add_argument("--interval-s", type=float, default=1.0)
+    parser.add_argument("--interval-s", type=_positive_float, default=1.0)
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="with --once: as JSON")
     return parser.parse_args(argv)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from ttg_ray.backends import Backend, BackendOptions
 from ttg_ray.chunks import Chunk
-from ttg_ray.config import BrokerConfig, mask_url
+from ttg_ray.config import BrokerConfig, child_env, mask_url
 from ttg_ray.errors import BackendUnavailable, BadMessage
 from ttg_ray.functions import FunctionRef, ref_of
 from ttg_ray.messages import decode_result, encode_task
@@ -139,10 +139,10 @@ class QueueBackend(Backend):
     def _worker_env(self) -> dict[str, str]:
         # The URL goes through the environment so its password never shows in `ps`;
         # the driver's sys.path lets workers import the same function modules.
-        env = dict(os.environ)
-        env["TTG_REDIS_URL" if self.adapter_name == "redis" else "TTG_AMQP_URL"] = self.url
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        return env
+        url_var = "TTG_REDIS_URL" if self.adapter_name == "redis" else "TTG_AMQP_URL"
+        return child_env(
+            **{url_var: self.url, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))}
+        )
 
     def _replace_dead_workers(self) -> None:
         if self._closing:

@@ -15,9 +15,12 @@ from typing import Any
 
 import ray
 from ray.exceptions import (
+    LocalRayletDiedError,
     NodeDiedError,
     ObjectLostError,
+    OutOfMemoryError,
     OwnerDiedError,
+    RayError,
     RayTaskError,
     TaskUnschedulableError,
     WorkerCrashedError,
@@ -42,6 +45,8 @@ _SYSTEM_FAILURES = (
     ObjectLostError,
     OwnerDiedError,
     TaskUnschedulableError,
+    OutOfMemoryError,  # Ray's memory monitor killed the worker
+    LocalRayletDiedError,
 )
 
 _metrics: dict[str, Counter] = {}
@@ -181,11 +186,19 @@ class RayBackend(Backend):
             return lost_chunk(chunk, self._space, type(err).__name__, reason)
         except RayTaskError as err:
             cause = err.cause if isinstance(err.cause, BaseException) else err
-            raise TtgError(
-                f"chunk {chunk.chunk_id} could not run on Ray: {type(cause).__name__}: {cause}; "
-                "if the function's module is missing on the workers, install it there or "
-                "put it on their PYTHONPATH"
-            ) from err
+            if isinstance(cause, ImportError):  # the workers cannot load the function
+                raise TtgError(
+                    f"chunk {chunk.chunk_id} could not start on Ray: "
+                    f"{type(cause).__name__}: {cause}; install the function's module on "
+                    "every node, or put it on the workers' PYTHONPATH"
+                ) from err
+            # Failed around the function, not in it (say, a value that cannot be
+            # pickled): lost, so the runner narrows it down to the parameter responsible.
+            reason = f"{type(cause).__name__}: {cause}"
+            log.warning("chunk %s failed in Ray: %s", chunk.chunk_id, reason)
+            return lost_chunk(chunk, self._space, type(cause).__name__, reason)
+        except RayError as err:
+            raise TtgError(f"Ray failed while running chunk {chunk.chunk_id}: {err}") from err
 
     def close(self) -> None:
         if getattr(self, "_owns_ray", False) and ray.is_initialized():

@@ -98,6 +98,8 @@ class ResultStore:
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise OutputError(f"{self.path} is a directory; give a file path such as out.jsonl")
         existed = self.path.exists() and self.path.stat().st_size > 0
         if existed and not resume:
             raise OutputError(
@@ -150,29 +152,23 @@ def _drop_torn_tail(path: Path) -> None:
 
 
 def read_store(path: str | os.PathLike) -> Iterator[dict]:
-    """The records of a result file; a torn last line is skipped, a corrupt one
-    elsewhere is an OutputError naming its line."""
+    """The records of a result file. A last line without its newline is torn (its writer
+    was killed) and skipped, even if it parses: the store cuts it before appending. A
+    corrupt line elsewhere is an OutputError naming its line."""
     path = Path(path)
     if not path.exists():
         return
     with open(path, encoding="utf-8") as f:
-        pending: tuple[int, str] | None = None
         for number, line in enumerate(f, 1):
-            if pending is not None:
-                raise OutputError(
-                    f"{path}:{pending[0]} is not a result line ({pending[1][:60]!r}); "
-                    "the file is damaged: fix or remove that line, then rerun with --resume"
-                )
+            if not line.endswith("\n"):
+                return  # torn last line
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict) or "index" not in record:
+                if not isinstance(record, dict) or not isinstance(record.get("index"), int):
                     raise ValueError("no index")
             except ValueError:
-                pending = (number, line)  # fine only if it is the torn last line
-                continue
+                raise OutputError(
+                    f"{path}:{number} is not a result line ({line[:60]!r}); the file is "
+                    "damaged: fix or remove that line, then rerun with --resume"
+                ) from None
             yield record
-        if pending is not None and pending[1].endswith("\n"):
-            raise OutputError(
-                f"{path}:{pending[0]} is not a result line ({pending[1][:60]!r}); "
-                "fix or remove that line, then rerun with --resume"
-            )

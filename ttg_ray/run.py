@@ -7,6 +7,7 @@ input, 3 backend unreachable, 130 interrupted (rerun with --resume).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -159,6 +160,12 @@ def function_from_args(args: argparse.Namespace):
         raise UsageError(f"--work-ms: {args.function} takes no work_ms argument")
     if takes_work and "work_ms" not in kwargs:
         kwargs["work_ms"] = DEFAULT_WORK_MS if args.work_ms is None else args.work_ms
+    try:
+        inspect.signature(fn).bind(None, **kwargs)
+    except TypeError as err:
+        raise UsageError(f"--kwargs do not fit {args.function}: {err}") from None
+    except ValueError:
+        pass  # a builtin without a signature: let the call decide
     return FunctionRef.parse(args.function, kwargs).resolve()
 
 
@@ -240,7 +247,8 @@ def _run(args: argparse.Namespace) -> int:
             f"{failure.message} (after {failure.attempts} attempt(s))"
         )
     if len(sweep.failures) > 10:
-        print(f"... and {len(sweep.failures) - 10} more failures (see --output)")
+        where = f" (all are in {args.output})" if args.output else ""
+        print(f"... and {len(sweep.failures) - 10} more failures{where}")
     if args.summary_json:
         Path(args.summary_json).write_text(summary.to_json() + "\n")
     return 0 if sweep.ok else 1

@@ -167,9 +167,10 @@ class Runner:
         self.summary.chunks += 1
         self.summary.chunks_per_node[result.node or "unknown"] += 1
         if result.lost:
+            planner.lost(chunk.chunk_id)
             return self._handle_lost(chunk, result)
         if result.attempt == 1:
-            planner.observe(result.size, result.compute_s)
+            planner.observe(chunk.chunk_id, result.size, result.compute_s)
         fast = not result.failures and result.indices is None
         if fast and not self.ledger.overlaps(result.lo, result.hi):
             self.ledger.add_range(result.lo, result.hi)

@@ -23,7 +23,7 @@ from ttg_ray.config import BrokerConfig, WorkerContext, mask_url
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.execute import lost_chunk, run_chunk
 from ttg_ray.functions import Allowlist, FunctionRef
-from ttg_ray.messages import TaskMessage, decode_task, encode_result
+from ttg_ray.messages import MAX_BODY_BYTES, TaskMessage, decode_task, encode_result, is_json
 from ttg_ray.observability import configure_logging, lifecycle
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
@@ -32,7 +32,7 @@ from ttg_ray.queues.base import (
     call_through_outage,
     open_adapter,
 )
-from ttg_ray.results import ChunkResult
+from ttg_ray.results import ChunkResult, ParamFailure
 
 log = logging.getLogger("ttg_ray.worker")  # not __name__: "__main__" under -m
 T = TypeVar("T")
@@ -118,7 +118,7 @@ class QueueWorker:
         if result is None:  # abandoned on a second signal: give it back, unrun
             self._call(lambda: self.queue.nack(delivery, 0.0))
             return
-        self._publish(result)
+        self._publish(result, message)
         self._call(lambda: self.queue.ack(delivery))
         self.chunks_done += 1
 
@@ -162,11 +162,27 @@ class QueueWorker:
         lost = lost_chunk(chunk, message.space, "WorkerCrashedError", reason)
         self._publish(dataclasses.replace(lost, node=self.node, worker=self.id))
 
-    def _publish(self, result: ChunkResult) -> None:
+    def _publish(self, result: ChunkResult, message: TaskMessage | None = None) -> None:
         log.debug("chunk %s done (%d values, lost=%r)", result.chunk_id, result.size, result.lost)
-        body = encode_result(result)
+        body = self._encode(result, message) if message is not None else encode_result(result)
         self._call(lambda: self.queue.publish_result(result.run_id, body))
         log.debug("published the result of chunk %s", result.chunk_id)
+
+    def _encode(self, result: ChunkResult, message: TaskMessage) -> bytes:
+        """The result's message. A value that is not JSON fails its parameter; a result
+        over the message limit goes back as lost, so the driver splits the chunk."""
+        try:
+            body = encode_result(result)
+        except (TypeError, ValueError):
+            body = encode_result(_json_values_only(result, message))
+        if len(body) > MAX_BODY_BYTES:
+            reason = (
+                f"the result of chunk {result.chunk_id} is {len(body):,} bytes, over the "
+                f"{MAX_BODY_BYTES:,}-byte message limit"
+            )
+            lost = lost_chunk(message.chunk, message.space, "ResultTooLarge", reason)
+            body = encode_result(dataclasses.replace(lost, node=self.node, worker=self.id))
+        return body
 
     def _resolve(self, ref: FunctionRef) -> Callable[[Any], Any]:
         key = (ref.name, repr(sorted(ref.kwargs.items())))
@@ -185,6 +201,27 @@ class QueueWorker:
     def _idle_too_long(self, since: float) -> bool:
         limit = self.settings.idle_timeout_s
         return limit is not None and time.monotonic() - since > limit
+
+
+def _json_values_only(result: ChunkResult, message: TaskMessage) -> ChunkResult:
+    """The result with each value that cannot travel as JSON turned into a failure of
+    its parameter (the driver would otherwise get a different value than Ray gives)."""
+    values, failures = list(result.values), list(result.failures)
+    for k, index in enumerate(result.iter_indices()):
+        if values[k] is not None and not is_json(values[k]):
+            kind = type(values[k]).__name__
+            values[k] = None
+            failures.append(
+                ParamFailure(
+                    index=index,
+                    param=message.space[index],
+                    type="TypeError",
+                    message=f"the value ({kind}) is not JSON; queue backends carry values as "
+                    "JSON: return JSON values, or use backend='ray'",
+                    attempts=result.attempt,
+                )
+            )
+    return dataclasses.replace(result, values=values, failures=failures)
 
 
 def _refused(message: TaskMessage, err: TtgError) -> ChunkResult:

@@ -20,7 +20,7 @@ import pika
 import pika.exceptions as pex
 
 from ttg_ray.config import mask_url
-from ttg_ray.errors import BackendUnavailable
+from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ class RabbitAdapter(QueueAdapter):
         except (pex.ProbableAuthenticationError, pex.ProbableAccessDeniedError) as err:
             self._drop()
             raise BackendUnavailable(
-                f"RabbitMQ at {mask_url(self.url)} rejected the credentials; "
-                "check the user and password in --amqp-url / TTG_AMQP_URL"
+                f"RabbitMQ at {mask_url(self.url)} refused access; check the user, the "
+                "password and the vhost (the path of --amqp-url / TTG_AMQP_URL)"
             ) from err
         except _GONE as err:
             self._drop()
@@ -64,6 +64,11 @@ class RabbitAdapter(QueueAdapter):
             ) from err
 
     def _connect(self) -> None:
+        if not self.url.startswith(("amqp://", "amqps://")):
+            raise UsageError(
+                f"{mask_url(self.url)} is not an AMQP URL; use "
+                "amqp://user:password@host:5672/vhost (or amqps:// for TLS)"
+            )
         params = pika.URLParameters(self.url)
         params.socket_timeout = self.connect_timeout_s
         params.blocked_connection_timeout = 30

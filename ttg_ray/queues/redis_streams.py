@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ttg_ray.config import mask_url
-from ttg_ray.errors import BackendUnavailable
+from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
 GROUP = "ttg-workers"
@@ -51,6 +51,11 @@ class RedisStreamsAdapter(QueueAdapter):
         self.acked_key = f"ttg:acked{suffix}"
         self._last_reclaim = 0.0
         self._last_promote = 0.0
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(
+                f"{mask_url(url)} is not a Redis URL; use redis://[:password@]host:port/db "
+                "(or rediss:// for TLS) in --redis-url / TTG_REDIS_URL"
+            )
         with self._guard():
             self._redis = redis.Redis.from_url(
                 url,
