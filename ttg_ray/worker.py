@@ -152,15 +152,18 @@ class QueueWorker:
                 log.warning("cannot keep the claim alive: %s", err)
 
     def _report_quarantined(self, delivery: Delivery) -> None:
+        """Tell the driver the chunk is lost, then dead-letter it (see Delivery)."""
         log.error("quarantined a chunk: %s", delivery.quarantined)
         try:
             message = decode_task(delivery.body)
         except BadMessage:
-            return
-        chunk = dataclasses.replace(message.chunk, attempt=delivery.deliveries - 1)
-        reason = f"chunk {chunk.chunk_id} quarantined: {delivery.quarantined}"
-        lost = lost_chunk(chunk, message.space, "WorkerCrashedError", reason)
-        self._publish(dataclasses.replace(lost, node=self.node, worker=self.id))
+            message = None
+        if message is not None:
+            chunk = dataclasses.replace(message.chunk, attempt=delivery.deliveries - 1)
+            reason = f"chunk {chunk.chunk_id} quarantined: {delivery.quarantined}"
+            lost = lost_chunk(chunk, message.space, "WorkerCrashedError", reason)
+            self._publish(dataclasses.replace(lost, node=self.node, worker=self.id))
+        self._call(lambda: self.queue.dead_letter(delivery, delivery.quarantined))
 
     def _publish(self, result: ChunkResult, message: TaskMessage | None = None) -> None:
         log.debug("chunk %s done (%d values, lost=%r)", result.chunk_id, result.size, result.lost)

@@ -33,8 +33,9 @@ class Delivery:
     """A task message handed to one consumer; ack, nack or dead-letter it exactly once.
 
     ``deliveries`` counts how often the broker has handed it out (1 the first time).
-    ``quarantined`` is set when consume() already dead-lettered it for being delivered
-    too often: the caller must report it and must neither run nor ack it.
+    ``quarantined`` is set when consume() finds it delivered too often: the caller must
+    not run it, but report it and then dead-letter it (in that order, so a consumer that
+    dies in between leaves it to be quarantined again, never lost).
     """
 
     id: Any
@@ -96,7 +97,6 @@ class QueueAdapter(ABC):
                     f"delivered {delivery.deliveries} times and never acknowledged: its "
                     f"worker died each time (limit {self.max_deliveries})"
                 )
-                self.dead_letter(delivery, delivery.quarantined)
         return deliveries
 
     @abstractmethod

@@ -50,11 +50,17 @@ class RabbitAdapter(QueueAdapter):
         """Translate pika errors into BackendUnavailable; the next call reconnects."""
         try:
             yield
-        except (pex.ProbableAuthenticationError, pex.ProbableAccessDeniedError) as err:
+        except pex.ProbableAuthenticationError as err:
             self._drop()
             raise BackendUnavailable(
-                f"RabbitMQ at {mask_url(self.url)} refused access; check the user, the "
-                "password and the vhost (the path of --amqp-url / TTG_AMQP_URL)"
+                f"RabbitMQ at {mask_url(self.url)} rejected the credentials; "
+                "check the user and password in --amqp-url / TTG_AMQP_URL"
+            ) from err
+        except pex.ProbableAccessDeniedError as err:
+            self._drop()
+            raise BackendUnavailable(
+                f"RabbitMQ at {mask_url(self.url)} refused access to the vhost; check the "
+                "vhost (the path of --amqp-url / TTG_AMQP_URL) and the user's permissions"
             ) from err
         except _GONE as err:
             self._drop()
