@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks import report
@@ -271,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     stem = out_dir / f"{date}-{host}{'-quick' if args.quick else ''}"
     pngs = [] if args.no_plots else report.plot(results, points, stem)
     images = "".join(f"\n![{p.stem}]({p.name})\n" for p in pngs)
+    raw = {
+        key: {name: [asdict(t) for t in runs] for name, runs in w.runs.items()}
+        for key, w in results.items()
+    }
+    raw["Scale"] = [asdict(p) for p in points]
+    stem.with_name(stem.name + ".json").write_text(json.dumps(raw, indent=1) + "\n")
     md = stem.with_name(stem.name + ".md")
     md.write_text("\n".join(header) + "\n".join(sections) + images)
     print(f"wrote {md}" + "".join(f", {p}" for p in pngs))

@@ -149,8 +149,12 @@ def plot(results: dict[str, WorkloadResult], points: list[ScalePoint], stem: Pat
     written = []
     shown = [w for w in results.values() if w.ceiling]
     if shown:
-        fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 4.5), squeeze=False)
-        for ax, w in zip(axes[0], shown):
+        cols = min(2, len(shown))
+        rows = (len(shown) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+        for ax in axes.flat[len(shown) :]:
+            ax.set_visible(False)
+        for ax, w in zip(axes.flat, shown):
             names = [n for n in w.runs if w.runs[n] and n != w.serial_name]
             meds = [w.rate(n) / w.ceiling for n in names]
             lows = [m - min(t.rate for t in w.runs[n]) / w.ceiling for n, m in zip(names, meds)]
