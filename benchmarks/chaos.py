@@ -64,7 +64,10 @@ def run_one(name: str, ctx: Ctx, baseline_s: float | None) -> Ledger:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.chaos",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--quick", action="store_true", help="tiny sweeps, for the smoke test")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--scenarios", default=",".join(SCENARIOS))

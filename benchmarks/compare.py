@@ -205,7 +205,10 @@ def run_scale(backends: list[str], sizes: tuple[int, ...], repeat: int) -> tuple
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument(
         "--repeat", type=int, default=3, help="rounds of each system (>= 3 for a report)"
     )
