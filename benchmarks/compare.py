@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     raw["Scale"] = [asdict(p) for p in points]
     stem.with_name(stem.name + ".json").write_text(json.dumps(raw, indent=1) + "\n")
     md = stem.with_name(stem.name + ".md")
-    md.write_text("\n".join(header) + "\n".join(sections) + images)
+    md.write_text("\n".join(header) + "\n" + "\n".join(sections) + images)
     print(f"wrote {md}" + "".join(f", {p}" for p in pngs))
     return 0
 
