@@ -69,7 +69,7 @@ class ChunkPlanner:
         chunk_size: int | None = None,
         workers: int = 1,
         target_chunk_s: float = 1.0,
-        min_chunk_s: float = 0.05,
+        min_chunk_s: float = 0.02,
         probe_size: int = 16,
         max_size: int = 100_000,
     ):
