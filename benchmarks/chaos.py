@@ -24,6 +24,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import TextIO
 
 from benchmarks.chaos_fn import call_counts
 from benchmarks.chaos_ledger import Ledger, count, markdown
@@ -98,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
     urls = {"redis": args.redis_url, "rabbitmq": args.amqp_url}
+    # Stdout carries the ledger lines only: Ray's log monitor prints worker deaths to
+    # sys.stdout, so everything else goes to stderr while the scenarios run.
+    ledger_out, sys.stdout = sys.stdout, sys.stderr
+    try:
+        return _run_all(args, argv, urls, ledger_out)
+    finally:
+        sys.stdout = ledger_out
+
+
+def _run_all(
+    args: argparse.Namespace, argv: list[str] | None, urls: dict[str, str], ledger_out: TextIO
+) -> int:
     n = args.params or (3000 if args.quick else 20_000)
     ledgers: list[Ledger] = []
     with tempfile.TemporaryDirectory(prefix="ttg-chaos-") as tmp:
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"-- {backend}: {name}", file=sys.stderr, flush=True)
                 ledger = run_one(name, ctx(name), baseline_s)
                 ledgers.append(ledger)
-                print(json.dumps(ledger.to_json_dict()), flush=True)
+                print(json.dumps(ledger.to_json_dict()), file=ledger_out, flush=True)
     passed = sum(led.passed for led in ledgers)
     print(f"{passed} of {len(ledgers)} scenarios passed", file=sys.stderr)
     if not args.no_markdown and ledgers:
