@@ -40,7 +40,7 @@ class Ledger:
     duplicated: int = 0
     unexpected: int = 0
     reexecuted: int = 0
-    recovery_s: float = 0.0
+    recovery_s: float | None = None  # None: the sweep never completed, so no recovery
     wall_s: float = 0.0
     failed_indices: list[int] = field(default_factory=list)
     designed_to_fail: list[int] = field(default_factory=list)
@@ -60,7 +60,7 @@ class Ledger:
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
         line = {k: data[k] for k in FIELDS}
-        line["recovery_s"] = round(self.recovery_s, 2)
+        line["recovery_s"] = None if self.recovery_s is None else round(self.recovery_s, 2)
         line["wall_s"] = round(self.wall_s, 2)
         line["pass"] = self.passed
         if not self.passed:
@@ -123,6 +123,7 @@ def markdown(ledgers: list[Ledger]) -> str:
     lines = [head, "|" + "---|" * (len(FIELDS) + 1)]
     for led in ledgers:
         data = led.to_json_dict()
-        cells = [str(data[k]) for k in FIELDS] + ["yes" if led.passed else "**NO**"]
+        cells = ["-" if data[k] is None else str(data[k]) for k in FIELDS]
+        cells.append("yes" if led.passed else "**NO**")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
