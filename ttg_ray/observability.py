@@ -87,6 +87,9 @@ def configure_logging(
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+    # pika logs a traceback for every dropped connection; the adapter already says what
+    # happened (and reconnects), in one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def lifecycle(logger: logging.Logger, event: str, message: str, **fields: Any) -> None:

@@ -24,6 +24,7 @@ from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
 log = logging.getLogger(__name__)
+RESULT_PREFETCH = 1000
 _PERSISTENT = 2
 QUEUE_EXPIRY_MS = 86_400_000
 _GONE = (pex.AMQPConnectionError, pex.AMQPChannelError, pex.StreamLostError, OSError)
@@ -87,6 +88,10 @@ class RabbitAdapter(QueueAdapter):
             self._ch.basic_qos(prefetch_count=1)
         self._generation += 1
         self._tasks.clear()
+        # Deliveries of the lost connection were never acked: RabbitMQ hands them out
+        # again, so what is still buffered from it is dropped, not lost.
+        for buffer in self._results.values():
+            buffer.clear()
         self._consuming_tasks = False
         self._consuming_results.clear()
 
@@ -222,19 +227,27 @@ class RabbitAdapter(QueueAdapter):
             log.warning("run %s has no result queue any more (finished?); result dropped", run_id)
 
     def consume_results(self, run_id: str, timeout_s: float, count: int = 100) -> list[bytes]:
+        """Results are acked as they are handed over, never on arrival: a result in
+        transit when the connection drops is redelivered, not lost (dedup drops the
+        rare second copy)."""
         buffer = self._results.setdefault(run_id, deque())
         with self._guard():
             ch = self._channel()
             if run_id not in self._consuming_results:
                 self.declare(run_id)
+                ch.basic_qos(prefetch_count=RESULT_PREFETCH)  # for this consumer only
                 ch.basic_consume(
                     self.results_queue(run_id),
                     lambda _c, m, _p, b: buffer.append((m.delivery_tag, b)),
-                    auto_ack=True,
+                    auto_ack=False,
                 )
+                ch.basic_qos(prefetch_count=1)  # task consumers keep taking one at a time
                 self._consuming_results.add(run_id)
             self._pump(buffer, timeout_s)
-        return [buffer.popleft()[1] for _ in range(min(count, len(buffer)))]
+            taken = [buffer.popleft() for _ in range(min(count, len(buffer)))]
+            for tag, _ in taken:
+                ch.basic_ack(tag)
+        return [body for _, body in taken]
 
     def _count(self, queue: str) -> tuple[int, int]:
         try:
