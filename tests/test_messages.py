@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from ttg_ray.chunks import Chunk
 from ttg_ray.errors import BadMessage
 from ttg_ray.functions import FunctionRef
-from ttg_ray.messages import decode_result, decode_task, encode_result, encode_task, peek_run_id
+from ttg_ray.messages import (
+    decode_result,
+    decode_task,
+    encode_result,
+    encode_task,
+    is_json,
+    peek_run_id,
+)
 from ttg_ray.params import Grid, ParamList, ParamRange
 from ttg_ray.results import ChunkResult, ParamFailure
 
@@ -121,11 +128,13 @@ def test_result_round_trip_with_failures_and_floats():
     assert back == result
 
 
-def test_result_with_odd_values_is_still_json():
-    result = ChunkResult("r", "c", 0, 2, None, 1, values=[{1, 2}, object()])
-    back = decode_result(encode_result(result))
-    assert back.values[0] == [1, 2]
-    assert isinstance(back.values[1], str)
+def test_a_value_that_is_not_json_is_refused_never_changed():
+    # No repr fallback: the worker turns such a value into a failure of its parameter
+    # (tests/test_queue_backend.py), so no backend hands back a different value.
+    for odd in ({1, 2}, object()):
+        with pytest.raises(TypeError):
+            encode_result(ChunkResult("r", "c", 0, 1, None, 1, values=[odd]))
+    assert not is_json({1, 2}) and is_json([1, 2.5, "x", None, {"a": True}])
 
 
 def test_bad_result_message():

@@ -10,7 +10,9 @@ import argparse
 import inspect
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,18 @@ def _check_writable(path: str | None, flag: str) -> None:
         target.unlink()
 
 
+def _catch_sigint() -> threading.Event:
+    """SIGINT raises KeyboardInterrupt, as usual, and also sets the returned flag."""
+    flag = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    return flag
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -229,9 +243,11 @@ def _run(args: argparse.Namespace) -> int:
         progress=bar,
         **options,
     )
+    interrupted = _catch_sigint()
     try:
         for _ in sweep.batches():
-            pass
+            if interrupted.is_set():  # in case a library swallowed the KeyboardInterrupt
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         saved = f"; results so far are in {args.output}, rerun with --resume" if args.output else ""
         print(f"\ninterrupted{saved}", file=sys.stderr)
