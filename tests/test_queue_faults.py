@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import missing_service
 
 import ttg_ray
 from ttg_ray.chunks import Chunk
@@ -194,36 +195,41 @@ class OwnRedis:
             self.proc.wait(30)
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_redis_restart_mid_run_loses_nothing(tmp_path, run_id):
-    server = OwnRedis(tmp_path)
-    server.start()
+def sweep_through_a_restart(backend: str, server, run_id: str, tmp_path, pause_s: float) -> None:
+    """A sweep on a broker of the test's own, restarted (persistence on) at 30 %:
+    driver and workers reconnect, and every index arrives exactly once."""
     restarts = []
 
     def restart() -> None:
         server.stop()
-        time.sleep(1.0)
+        time.sleep(pause_s)
         server.start()
         restarts.append(time.monotonic())
 
+    n, fn = 2000, functools.partial(seed_placeholder, work_ms=2.0)
+    out = tmp_path / "out.jsonl"
+    url = {"redis_url" if backend == "redis" else "amqp_url": server.url}
+    result = ttg_ray.compute(
+        fn, n, backend=backend, workers=2, chunk_size=50, run_id=run_id, output=out,
+        progress=KillAt(0.3, restart), **url,
+    )  # fmt: skip
+    assert len(restarts) == 1
+    assert result.values == [seed_placeholder(i, 0) for i in range(n)]
+    assert result.summary.failed == 0
+    assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
+
+
+def require_binary(name: str) -> None:
+    if shutil.which(name) is None:
+        missing_service(f"the {name} binary")
+
+
+def test_redis_restart_mid_run_loses_nothing(tmp_path, run_id):
+    require_binary("redis-server")
+    server = OwnRedis(tmp_path)
+    server.start()
     try:
-        n, fn = 2000, functools.partial(seed_placeholder, work_ms=2.0)
-        out = tmp_path / "out.jsonl"
-        result = ttg_ray.compute(
-            fn,
-            n,
-            backend="redis",
-            redis_url=server.url,
-            workers=2,
-            chunk_size=50,
-            run_id=run_id,
-            output=out,
-            progress=KillAt(0.3, restart),
-        )
-        assert len(restarts) == 1
-        assert result.values == [seed_placeholder(i, 0) for i in range(n)]
-        assert result.summary.failed == 0
-        assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
+        sweep_through_a_restart("redis", server, run_id, tmp_path, pause_s=1.0)
     finally:
         server.stop()
 
@@ -280,34 +286,11 @@ class OwnRabbit:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.mark.skipif(shutil.which("rabbitmq-server") is None, reason="needs rabbitmq-server")
 def test_rabbitmq_restart_mid_run_loses_nothing(tmp_path, run_id):
+    require_binary("rabbitmq-server")
     server = OwnRabbit()
     server.start()
-    restarts = []
-
-    def restart() -> None:
-        server.stop()
-        server.start()
-        restarts.append(time.monotonic())
-
     try:
-        n, fn = 2000, functools.partial(seed_placeholder, work_ms=2.0)
-        out = tmp_path / "out.jsonl"
-        result = ttg_ray.compute(
-            fn,
-            n,
-            backend="rabbitmq",
-            amqp_url=server.url,
-            workers=2,
-            chunk_size=50,
-            run_id=run_id,
-            output=out,
-            progress=KillAt(0.3, restart),
-        )
-        assert len(restarts) == 1
-        assert result.values == [seed_placeholder(i, 0) for i in range(n)]
-        assert result.summary.failed == 0
-        assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
+        sweep_through_a_restart("rabbitmq", server, run_id, tmp_path, pause_s=0.0)
     finally:
         server.remove()

@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 import ttg_ray
 from ttg_ray import workloads
 from ttg_ray.errors import InvalidFunction
-
-ray = pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -2,12 +2,11 @@
 worker node, and losing a node mid-run loses and duplicates nothing."""
 
 import pytest
+import ray
+from ray.cluster_utils import Cluster
 
 import ttg_ray
 from ttg_ray import workloads
-
-ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

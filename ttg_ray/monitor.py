@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ttg_ray.cliargs import number
 from ttg_ray.config import BrokerConfig, mask_url
 from ttg_ray.errors import TtgError
 from ttg_ray.queues.base import QueueAdapter, QueueStats, open_adapter
@@ -81,16 +82,6 @@ def snapshot(queue: QueueAdapter, run_id: str | None) -> QueueStats:
     return queue.depth(run_id)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0.1:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0.1, got {text}")
-    return value
-
-
 def watch(queue: QueueAdapter, run_id: str | None, title: str, interval_s: float) -> None:
     sampler = Sampler()
     tty = sys.stdout.isatty()
@@ -107,7 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="else TTG_REDIS_URL, else localhost")
     parser.add_argument("--amqp-url", help="else TTG_AMQP_URL, else localhost")
     parser.add_argument("--run-id", help="the run to watch (default: the shared task queue)")
-    parser.add_argument("--interval-s", type=_positive_float, default=1.0)
+    parser.add_argument("--interval-s", type=number(0.1), default=1.0)
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="with --once: as JSON")
     return parser.parse_args(argv)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ttg_ray.api import stream
 from ttg_ray.backends import BACKENDS
+from ttg_ray.cliargs import integer, number
 from ttg_ray.errors import InvalidSpace, TtgError, UsageError
 from ttg_ray.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
 from ttg_ray.observability import configure_logging, lifecycle
@@ -28,29 +29,6 @@ log = logging.getLogger("ttg_ray.run")
 
 DEFAULT_PARAMS = 10_000
 DEFAULT_WORK_MS = 1.0
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", choices=sorted(BACKENDS), default="ray")
     space = p.add_argument_group("parameter space (one of; default --params 10000)")
-    space.add_argument("--params", type=_count(0), metavar="N", help="the integers 0..N-1")
+    space.add_argument("--params", type=integer(0), metavar="N", help="the integers 0..N-1")
     space.add_argument("--range", metavar="START:STOP[:STEP]", help="an integer range")
     space.add_argument(
         "--grid",
@@ -82,18 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     fn.add_argument("--function", default=DEFAULT_FUNCTION, metavar="MODULE:ATTR")
     fn.add_argument(
         "--work-ms",
-        type=_non_negative_float,
+        type=number(0),
         metavar="MS",
         help=f"simulated work per parameter for the built-in workloads "
         f"(default {DEFAULT_WORK_MS:g} where the function takes it)",
     )
     fn.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the function")
     run = p.add_argument_group("execution")
-    run.add_argument("--chunk-size", type=_count(1), metavar="N", help="default: automatic")
+    run.add_argument("--chunk-size", type=integer(1), metavar="N", help="default: automatic")
     run.add_argument(
-        "--workers", type=_count(1), metavar="N", help="local Ray CPUs, or local queue workers"
+        "--workers", type=integer(1), metavar="N", help="local Ray CPUs, or local queue workers"
     )
-    run.add_argument("--max-retries", type=_count(0), default=3, metavar="N")
+    run.add_argument("--max-retries", type=integer(0), default=3, metavar="N")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
     run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
     run.add_argument("--no-dashboard", action="store_true", help="local Ray: no dashboard")
