@@ -20,6 +20,7 @@ import pytest
 from conftest import missing_service
 
 import ttg_ray
+from benchmarks.faults import At
 from ttg_ray.chunks import Chunk
 from ttg_ray.functions import FunctionRef
 from ttg_ray.messages import encode_task
@@ -47,19 +48,6 @@ def worker_pids(run_id: str) -> list[int]:
     ]
 
 
-class KillAt:
-    """A progress callback that calls ``action`` once, at ``fraction`` of the sweep."""
-
-    def __init__(self, fraction: float, action):
-        self.fraction, self.action = fraction, action
-        self.fired_at: float | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.fired_at is None and done >= self.fraction * total:
-            self.fired_at = time.monotonic()
-            self.action()
-
-
 def assert_exactly_once(path, n: int, fn) -> None:
     counts = collections.Counter(record["index"] for record in read_store(path))
     assert set(counts) == set(range(n))
@@ -83,7 +71,7 @@ def test_sigkill_one_of_three_workers_at_30_percent(request, backend, run_id, tm
         os.kill(pid, signal.SIGKILL)
         victims.append(pid)
 
-    killer = KillAt(0.3, kill_one)
+    killer = At(0.3, kill_one)
     started = time.monotonic()
     out = tmp_path / "out.jsonl"
     result = ttg_ray.compute(fn, n, run_id=run_id, output=out, progress=killer, **kw)
@@ -211,7 +199,7 @@ def sweep_through_a_restart(backend: str, server, run_id: str, tmp_path, pause_s
     url = {"redis_url" if backend == "redis" else "amqp_url": server.url}
     result = ttg_ray.compute(
         fn, n, backend=backend, workers=2, chunk_size=50, run_id=run_id, output=out,
-        progress=KillAt(0.3, restart), **url,
+        progress=At(0.3, restart), **url,
     )  # fmt: skip
     assert len(restarts) == 1
     assert result.values == [seed_placeholder(i, 0) for i in range(n)]

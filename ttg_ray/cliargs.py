@@ -35,3 +35,10 @@ def number(minimum: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend redis|rabbitmq and the broker URLs, as the queue tools take them."""
+    parser.add_argument("--backend", required=True, choices=("redis", "rabbitmq"))
+    parser.add_argument("--redis-url", help="else TTG_REDIS_URL, else localhost")
+    parser.add_argument("--amqp-url", help="else TTG_AMQP_URL, else localhost")

@@ -48,6 +48,10 @@ class BrokerConfig:
             amqp_url=amqp_url or os.environ.get("TTG_AMQP_URL") or DEFAULT_AMQP_URL,
         )
 
+    def url_for(self, backend: str) -> str:
+        """The URL of the broker that ``backend`` ('redis' or 'rabbitmq') uses."""
+        return self.redis_url if backend == "redis" else self.amqp_url
+
 
 @dataclass(frozen=True)
 class WorkerContext:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ttg_ray.cliargs import number
+from ttg_ray.cliargs import add_broker_arguments, number
 from ttg_ray.config import BrokerConfig, mask_url
 from ttg_ray.errors import TtgError
 from ttg_ray.queues.base import QueueAdapter, QueueStats, open_adapter
@@ -94,9 +94,7 @@ def watch(queue: QueueAdapter, run_id: str | None, title: str, interval_s: float
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ttg_ray.monitor", description=__doc__)
-    parser.add_argument("--backend", required=True, choices=("redis", "rabbitmq"))
-    parser.add_argument("--redis-url", help="else TTG_REDIS_URL, else localhost")
-    parser.add_argument("--amqp-url", help="else TTG_AMQP_URL, else localhost")
+    add_broker_arguments(parser)
     parser.add_argument("--run-id", help="the run to watch (default: the shared task queue)")
     parser.add_argument("--interval-s", type=number(0.1), default=1.0)
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
@@ -106,8 +104,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    brokers = BrokerConfig.from_env(args.redis_url, args.amqp_url)
-    url = brokers.redis_url if args.backend == "redis" else brokers.amqp_url
+    url = BrokerConfig.from_env(args.redis_url, args.amqp_url).url_for(args.backend)
     title = f"ttg_ray monitor: {args.backend} at {mask_url(url)}, " + (
         f"run {args.run_id}" if args.run_id else "shared task queue"
     )

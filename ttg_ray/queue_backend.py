@@ -46,7 +46,7 @@ READY_TIMEOUT_S = 30.0
 
 
 class QueueBackend(Backend):
-    """Shared driver logic; subclasses name the broker and its URL."""
+    """Shared driver logic; subclasses name the broker."""
 
     adapter_name = "?"
 
@@ -59,7 +59,8 @@ class QueueBackend(Backend):
         self._closing = False
 
     def broker_url(self) -> str:
-        raise NotImplementedError
+        brokers = BrokerConfig.from_env(self.options.redis_url, self.options.amqp_url)
+        return brokers.url_for(self.adapter_name)
 
     def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
         self.ref: FunctionRef = ref_of(fn)
@@ -174,13 +175,7 @@ class RedisBackend(QueueBackend):
     name = "redis"
     adapter_name = "redis"
 
-    def broker_url(self) -> str:
-        return BrokerConfig.from_env(redis_url=self.options.redis_url).redis_url
-
 
 class RabbitBackend(QueueBackend):
     name = "rabbitmq"
     adapter_name = "rabbitmq"
-
-    def broker_url(self) -> str:
-        return BrokerConfig.from_env(amqp_url=self.options.amqp_url).amqp_url

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from ttg_ray.cliargs import add_broker_arguments
 from ttg_ray.config import BrokerConfig, WorkerContext, mask_url
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.execute import lost_chunk, run_chunk
@@ -235,9 +236,7 @@ def _refused(message: TaskMessage, err: TtgError) -> ChunkResult:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ttg_ray.worker", description=__doc__)
-    parser.add_argument("--backend", required=True, choices=("redis", "rabbitmq"))
-    parser.add_argument("--redis-url", help="else TTG_REDIS_URL, else localhost")
-    parser.add_argument("--amqp-url", help="else TTG_AMQP_URL, else localhost")
+    add_broker_arguments(parser)
     parser.add_argument("--run-id", help="consume this run's queue, else the shared one")
     parser.add_argument(
         "--allow-module", action="append", default=[], help="also run functions of this module"
@@ -255,8 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    brokers = BrokerConfig.from_env(args.redis_url, args.amqp_url)
-    url = brokers.redis_url if args.backend == "redis" else brokers.amqp_url
+    url = BrokerConfig.from_env(args.redis_url, args.amqp_url).url_for(args.backend)
     context = WorkerContext.from_env(args.worker_id)
     configure_logging(args.log_format, args.log_level, context, backend=args.backend)
     settings = WorkerSettings(
