@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttg_ray.results import read_store
+from ttg_ray.engine.store import read_store
 
 FIELDS = (
     "backend",

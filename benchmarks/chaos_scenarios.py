@@ -179,10 +179,10 @@ def poison_chunk(ctx: Ctx) -> Outcome:
 def bad_messages(ctx: Ctx) -> Outcome:
     """Queues only: a message that is not JSON and one naming os:system arrive in the
     run's task queue at 30%; both must be dead-lettered and nothing else disturbed."""
-    from ttg_ray.chunks import Chunk
-    from ttg_ray.functions import FunctionRef
-    from ttg_ray.messages import encode_task
-    from ttg_ray.params import ParamList
+    from ttg_ray.core.chunks import Chunk
+    from ttg_ray.core.functions import FunctionRef
+    from ttg_ray.core.messages import encode_task
+    from ttg_ray.core.params import ParamList
     from ttg_ray.queues import open_adapter
 
     run_id, victim = new_run_id(), ctx.tmp / "pwned"

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ttg_ray.chunks import Chunk, ChunkPlanner
+from ttg_ray.core.chunks import Chunk, ChunkPlanner
 
 
 def drain(planner: ChunkPlanner, per_param_s: float = 0.001) -> list[Chunk]:

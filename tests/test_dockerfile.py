@@ -13,8 +13,8 @@ import tomllib
 from packaging.requirements import Requirement
 
 from tests.conftest import missing_service
-from tests.k8s_schema import ROOT
-from ttg_ray import kuberay_render as render
+from tests.support.k8s_schema import ROOT
+from ttg_ray.kube import render
 
 DOCKERFILE = ROOT / "Dockerfile"
 TEXT = DOCKERFILE.read_text()

@@ -1,6 +1,6 @@
-from ttg_ray.chunks import Chunk
-from ttg_ray.execute import lost_chunk, run_chunk
-from ttg_ray.params import Grid, ParamRange
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk, run_chunk
+from ttg_ray.core.params import Grid, ParamRange
 
 
 def fails_on_multiples_of_three(p):

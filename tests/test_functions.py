@@ -3,8 +3,8 @@ import functools
 import pytest
 
 from ttg_ray import workloads
+from ttg_ray.core.functions import Allowlist, FunctionRef, accepts_kwarg, ref_of
 from ttg_ray.errors import InvalidFunction
-from ttg_ray.functions import Allowlist, FunctionRef, accepts_kwarg, ref_of
 
 
 def test_parse_and_resolve_binds_kwargs():

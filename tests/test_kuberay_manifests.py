@@ -13,15 +13,15 @@ import ray
 import tomllib
 import yaml
 
-from tests.k8s_schema import K8S_VERSION, KUBERAY_DIR, ROOT, crd_schemas  # noqa: F401
-from ttg_ray import kuberay_render as render
-from ttg_ray.k8s_validate import (
+from tests.support.k8s_schema import K8S_VERSION, KUBERAY_DIR, ROOT, crd_schemas  # noqa: F401
+from tests.support.k8s_validate import (
     Problem,
     apply_defaults,
     core_problems,
     schema_problems,
     validate_kuberay,
 )
+from ttg_ray.kube import render
 
 MANIFESTS = sorted(p.name for p in KUBERAY_DIR.glob("*.yaml") if p.name != "kind-config.yaml")
 
@@ -81,7 +81,7 @@ def test_manifest_validates(name, crd_schemas):  # noqa: F811
     [("raycluster.yaml", render.render_raycluster), ("rayjob.yaml", render.render_rayjob)],
 )
 def test_checked_in_manifest_equals_render_defaults(name, rendered):
-    # Regenerate with `python -m ttg_ray.kuberay render raycluster|rayjob` (keep comments).
+    # Regenerate with `python -m ttg_ray.kube render raycluster|rayjob` (keep comments).
     assert _docs(name) == [rendered()]
 
 
@@ -168,7 +168,7 @@ def test_rayjob_runs_the_cli_with_lifecycle_limits():
     spec = _docs("rayjob.yaml")[0]["spec"]
     argv = shlex.split(spec["entrypoint"])
     assert argv[:5] == ["python", "-m", "ttg_ray.run", "--backend", "ray"]
-    from ttg_ray.run import build_parser
+    from ttg_ray.cli.run import build_parser
 
     args = build_parser().parse_args(argv[3:])
     assert args.backend == "ray" and args.params == 100_000

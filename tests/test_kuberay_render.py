@@ -1,4 +1,4 @@
-"""`python -m ttg_ray.kuberay render` and the client-side pieces of apply/status/submit,
+"""`python -m ttg_ray.kube render` and the client-side pieces of apply/status/submit,
 without a cluster: everything render produces validates against the KubeRay CRDs."""
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import pytest
 import yaml
 
 from tests.conftest import missing_service
-from tests.k8s_schema import K8S_VERSION, ROOT, crd_schemas  # noqa: F401
-from ttg_ray import kuberay
-from ttg_ray import kuberay_render as render
-from ttg_ray.k8s_validate import core_problems, validate_kuberay
+from tests.support.k8s_schema import K8S_VERSION, ROOT, crd_schemas  # noqa: F401
+from tests.support.k8s_validate import core_problems, validate_kuberay
+from ttg_ray.errors import UsageError
+from ttg_ray.kube import k8s, render, submit
+from ttg_ray.kube.cli import main as kube_main
 
 
 def _render(capsys, *argv: str) -> list[dict]:
-    assert kuberay.main(["render", *argv]) == 0
+    assert kube_main(["render", *argv]) == 0
     return list(yaml.safe_load_all(capsys.readouterr().out))
 
 
@@ -71,7 +72,7 @@ def test_rendered_secrets_are_random_and_valid(capsys):
 def test_render_needs_no_kubernetes_package():
     code = (
         "import sys; sys.modules['kubernetes'] = None\n"
-        "from ttg_ray import kuberay; sys.exit(kuberay.main(['render', 'rayjob']))"
+        "from ttg_ray.kube.cli import main; sys.exit(main(['render', 'rayjob']))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)  # fmt: skip
@@ -80,9 +81,9 @@ def test_render_needs_no_kubernetes_package():
 
 
 def test_bad_usage_exits_2(capsys):
-    assert kuberay.main(["render", "raycluster", "--workers", "-1"]) == 2
+    assert kube_main(["render", "raycluster", "--workers", "-1"]) == 2
     assert "--workers" in capsys.readouterr().err
-    assert kuberay.main(["apply"]) == 2
+    assert kube_main(["apply"]) == 2
 
 
 def test_describe_status_reads_conditions_and_job_status():
@@ -95,10 +96,10 @@ def test_describe_status_reads_conditions_and_job_status():
             "conditions": [ready],
         },
     }
-    lines = kuberay.describe_status("RayJob", obj)
+    lines = k8s.describe_status("RayJob", obj)
     assert "  jobStatus: SUCCEEDED" in lines
     assert "  condition HeadPodReady=True (HeadPodRunningAndReady)" in lines
-    assert "no status yet" in kuberay.describe_status("RayCluster", {"metadata": {}})[-1]
+    assert "no status yet" in k8s.describe_status("RayCluster", {"metadata": {}})[-1]
 
 
 class _FakeApi:
@@ -128,16 +129,16 @@ def test_apply_creates_or_replaces_with_the_current_resource_version(exists, mon
     except ImportError:
         missing_service("the kubernetes client (pip install 'ttg-ray[k8s]')")
     api = _FakeApi(exists)
-    monkeypatch.setattr(kuberay, "_custom_api", lambda: api)
-    kuberay.apply([render.render_raycluster()])
+    monkeypatch.setattr(k8s, "_custom_api", lambda: api)
+    k8s.apply([render.render_raycluster()])
     assert api.calls[0] == ("create", "ray.io", "v1", "default", "rayclusters")
     assert api.calls[1:] == ([("replace", "42")] if exists else [])
 
 
 def test_apply_refuses_core_kinds(monkeypatch):
-    monkeypatch.setattr(kuberay, "_custom_api", lambda: None)
-    with pytest.raises(kuberay.UsageError, match="kubectl"):
-        kuberay.apply(render.render_secrets())
+    monkeypatch.setattr(k8s, "_custom_api", lambda: None)
+    with pytest.raises(UsageError, match="kubectl"):
+        k8s.apply(render.render_secrets())
 
 
 @pytest.mark.parametrize(
@@ -148,4 +149,4 @@ def test_job_exit_code(status, driver_exit_code, expected):
     client = SimpleNamespace(
         get_job_info=lambda _id: SimpleNamespace(driver_exit_code=driver_exit_code)
     )
-    assert kuberay.job_exit_code(client, "id", status) == expected
+    assert submit.job_exit_code(client, "id", status) == expected

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_service
-from tests.k8s_schema import KUBERAY_DIR
+from tests.support.k8s_schema import KUBERAY_DIR
 
 SCRIPTS = [KUBERAY_DIR / "up.sh", KUBERAY_DIR / "down.sh"]
 BASH = shutil.which("bash") or "/bin/bash"

@@ -1,4 +1,4 @@
-"""`python -m ttg_ray.kuberay submit` against a real local `ray start --head` that this test
+"""`python -m ttg_ray.kube submit` against a real local `ray start --head` that this test
 starts (own free ports, own temp dir) and stops: the same path as a port-forwarded KubeRay
 head, minus Kubernetes."""
 
@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import missing_service
-from ttg_ray import kuberay
+from ttg_ray.kube.cli import main as kube_main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def ray_head():
 def test_submit_sweep_succeeds_with_summary_and_complete_results(ray_head, tmp_path, capsys):
     out, summary = tmp_path / "results.jsonl", tmp_path / "summary.json"
     job_id = f"ttg-test-{uuid.uuid4().hex[:8]}"
-    code = kuberay.main([
+    code = kube_main([
         "submit", "--address", ray_head, "--submission-id", job_id, "--",
         "--params", "300", "--chunk-size", "25", "--work-ms", "0", "--output", str(out),
         "--summary-json", str(summary), "--no-progress",
@@ -116,7 +116,7 @@ def test_submit_sweep_succeeds_with_summary_and_complete_results(ray_head, tmp_p
 
 
 def test_submit_bad_sweep_returns_the_drivers_exit_code(ray_head, capsys):
-    code = kuberay.main([
+    code = kube_main([
         "submit", "--address", ray_head, "--", "--params", "10", "--function", "no_such_mod:f",
         "--no-progress",
     ])  # fmt: skip
@@ -125,7 +125,7 @@ def test_submit_bad_sweep_returns_the_drivers_exit_code(ray_head, capsys):
 
 def test_submit_timeout_stops_the_job(ray_head, capsys):
     job_id = f"ttg-test-{uuid.uuid4().hex[:8]}"
-    code = kuberay.main([
+    code = kube_main([
         "submit", "--address", ray_head, "--submission-id", job_id, "--timeout-s", "5", "--",
         "--params", "5000", "--chunk-size", "10", "--work-ms", "50", "--no-progress",
     ])  # fmt: skip
@@ -137,13 +137,13 @@ def test_submit_timeout_stops_the_job(ray_head, capsys):
 
 
 def test_submit_to_unreachable_dashboard_exits_3(capsys):
-    code = kuberay.main(["submit", "--address", f"http://127.0.0.1:{_free_port()}", "--",
+    code = kube_main(["submit", "--address", f"http://127.0.0.1:{_free_port()}", "--",
                          "--params", "1"])  # fmt: skip
     assert code == 3
     assert "cannot reach the Ray dashboard" in capsys.readouterr().err
 
 
 def test_cli_entry_point_runs_as_module():
-    proc = subprocess.run([sys.executable, "-m", "ttg_ray.kuberay", "submit", "--help"],
+    proc = subprocess.run([sys.executable, "-m", "ttg_ray.kube", "submit", "--help"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
     assert proc.returncode == 0 and "--address" in proc.stdout

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ttg_ray.ledger import IndexLedger
+from ttg_ray.core.ledger import IndexLedger
 
 
 @given(st.lists(st.tuples(st.integers(0, 200), st.integers(1, 10)), max_size=30))

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ttg_ray.chunks import Chunk
-from ttg_ray.errors import BadMessage
-from ttg_ray.functions import FunctionRef
-from ttg_ray.messages import (
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.functions import FunctionRef
+from ttg_ray.core.messages import (
     decode_result,
     decode_task,
     encode_result,
@@ -20,8 +19,9 @@ from ttg_ray.messages import (
     is_json,
     peek_run_id,
 )
-from ttg_ray.params import Grid, ParamList, ParamRange
-from ttg_ray.results import ChunkResult, ParamFailure
+from ttg_ray.core.params import Grid, ParamList, ParamRange
+from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.errors import BadMessage
 
 FN = FunctionRef.parse("ttg_ray.workloads:seed_placeholder", {"work_ms": 0})
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from ttg_ray.monitor import Rates, Sampler, render
+from ttg_ray.cli.monitor import Rates, Sampler, render
 from ttg_ray.queues import QueueStats, open_adapter
 
 pytestmark = pytest.mark.timeout(60)

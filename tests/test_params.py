@@ -5,8 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ttg_ray.errors import InvalidSpace
-from ttg_ray.params import (
+from ttg_ray.core.params import (
     Grid,
     ParamList,
     ParamRange,
@@ -17,6 +16,7 @@ from ttg_ray.params import (
     space_from_spec,
     window_spec,
 )
+from ttg_ray.errors import InvalidSpace
 
 
 @given(st.integers(-50, 50), st.integers(-50, 50), st.integers(-7, 7).filter(bool))

@@ -13,9 +13,9 @@ import pytest
 
 import ttg_ray
 import ttg_ray.errors
-from ttg_ray.params import Grid, ParamList
+from ttg_ray.core.params import Grid, ParamList
+from ttg_ray.engine.store import read_store
 from ttg_ray.queues import open_adapter
-from ttg_ray.results import read_store
 from ttg_ray.workloads import cpu_bound, faulty, seed_placeholder
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -21,12 +21,12 @@ from conftest import missing_service
 
 import ttg_ray
 from benchmarks.faults import At
-from ttg_ray.chunks import Chunk
-from ttg_ray.functions import FunctionRef
-from ttg_ray.messages import encode_task
-from ttg_ray.params import ParamList
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.functions import FunctionRef
+from ttg_ray.core.messages import encode_task
+from ttg_ray.core.params import ParamList
+from ttg_ray.engine.store import read_store
 from ttg_ray.queues import open_adapter
-from ttg_ray.results import read_store
 from ttg_ray.workloads import faulty, seed_placeholder
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

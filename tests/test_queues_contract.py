@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from ttg_ray.core.messages import decode_task
 from ttg_ray.errors import BackendUnavailable, BadMessage
-from ttg_ray.messages import decode_task
 from ttg_ray.queues import QueueAdapter, open_adapter
 
 pytestmark = pytest.mark.timeout(60)

@@ -3,9 +3,10 @@ import math
 
 import pytest
 
+from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.core.summary import Summary
+from ttg_ray.engine.store import ResultStore, read_store
 from ttg_ray.errors import OutputError
-from ttg_ray.results import ChunkResult, ParamFailure, ResultStore, read_store
-from ttg_ray.summary import Summary
 
 
 def test_store_writes_the_documented_line_format(tmp_path):

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import InlineBackend
+from tests.support.fakes import InlineBackend
 from ttg_ray import workloads
-from ttg_ray.ledger import IndexLedger
-from ttg_ray.params import ParamRange
-from ttg_ray.results import ResultStore, read_store
-from ttg_ray.runner import RetryPolicy, Runner
+from ttg_ray.core.ledger import IndexLedger
+from ttg_ray.core.params import ParamRange
+from ttg_ray.engine.runner import RetryPolicy, Runner
+from ttg_ray.engine.store import ResultStore, read_store
 
 NO_WAIT = RetryPolicy(max_retries=3, base_s=0.0)
 

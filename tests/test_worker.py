@@ -12,12 +12,12 @@ import uuid
 
 import pytest
 
-from ttg_ray.chunks import Chunk
-from ttg_ray.functions import FunctionRef
-from ttg_ray.messages import decode_result, encode_task
-from ttg_ray.params import ParamList, ParamRange
+from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.functions import FunctionRef
+from ttg_ray.core.messages import decode_result, encode_task
+from ttg_ray.core.params import ParamList, ParamRange
 from ttg_ray.queues import open_adapter
-from ttg_ray.worker import QueueWorker, WorkerSettings
 from ttg_ray.workloads import seed_placeholder
 
 pytestmark = pytest.mark.timeout(60)

@@ -5,8 +5,8 @@
 """
 
 from ttg_ray.api import Sweep, SweepResult, compute, stream
+from ttg_ray.core.params import Grid, ParamList, ParamRange, Space
 from ttg_ray.errors import TtgError
-from ttg_ray.params import Grid, ParamList, ParamRange, Space
 
 __all__ = [
     "Grid",

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttg_ray.backends import BackendOptions, load_backend
+from ttg_ray.backends.base import BackendOptions, load_backend
+from ttg_ray.core.ledger import IndexLedger
+from ttg_ray.core.params import Space, as_space
+from ttg_ray.core.results import ParamFailure
+from ttg_ray.core.summary import Summary
+from ttg_ray.engine.runner import Batch, ProgressFn, RetryPolicy, Runner
+from ttg_ray.engine.store import ResultStore, read_store
 from ttg_ray.errors import InvalidFunction, OutputError, UsageError
-from ttg_ray.ledger import IndexLedger
-from ttg_ray.params import Space, as_space
-from ttg_ray.results import ParamFailure, ResultStore, read_store
-from ttg_ray.runner import Batch, ProgressFn, RetryPolicy, Runner
-from ttg_ray.summary import Summary
 
 
 @dataclass

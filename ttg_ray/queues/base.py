@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ttg_ray import registry
+from ttg_ray.core import registry
 from ttg_ray.errors import BackendUnavailable
 
 ADAPTERS = {

@@ -27,13 +27,13 @@ from ray.exceptions import (
 )
 from ray.util.metrics import Counter
 
-from ttg_ray.backends import Backend
-from ttg_ray.chunks import Chunk
+from ttg_ray.backends.base import Backend
 from ttg_ray.config import RayConfig, WorkerContext
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk, run_chunk
+from ttg_ray.core.params import Space
+from ttg_ray.core.results import ChunkResult
 from ttg_ray.errors import BackendUnavailable, InvalidFunction, TtgError
-from ttg_ray.execute import lost_chunk, run_chunk
-from ttg_ray.params import Space
-from ttg_ray.results import ChunkResult
 
 log = logging.getLogger(__name__)
 

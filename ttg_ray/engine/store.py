@@ -1,83 +1,16 @@
-"""Results: per-parameter failures, chunk results, and the JSON Lines result store."""
+"""The JSON Lines result store: one line per parameter, flushed per chunk, read back by
+``--resume``."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ttg_ray.core.results import ParamFailure
 from ttg_ray.errors import OutputError
-
-
-@dataclass(frozen=True)
-class ParamFailure:
-    """A parameter whose function raised (or whose worker died), with its traceback."""
-
-    index: int
-    param: Any
-    type: str
-    message: str
-    traceback: str = ""
-    attempts: int = 1
-
-    def to_error(self) -> dict:
-        return {
-            "type": self.type,
-            "message": self.message,
-            "traceback": self.traceback,
-            "attempts": self.attempts,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ParamFailure:
-        return cls(**data)
-
-
-@dataclass
-class ChunkResult:
-    """What one execution of a chunk produced.
-
-    ``values[k]`` belongs to ``indices[k]``; for a failed index the value is None and
-    ``failures`` holds why. ``compute_s`` is the time spent in the loop over parameters.
-    """
-
-    run_id: str
-    chunk_id: str
-    lo: int
-    hi: int
-    indices: tuple[int, ...] | None
-    attempt: int
-    values: list[Any]
-    failures: list[ParamFailure] = field(default_factory=list)
-    compute_s: float = 0.0
-    node: str = ""
-    worker: str = ""
-    # Non-empty when no result came back because the worker died every time it ran
-    # the chunk (after the backend's own retries): the reason. The runner then splits
-    # the chunk to find the parameter that kills its worker.
-    lost: str = ""
-
-    def iter_indices(self):
-        return iter(range(self.lo, self.hi) if self.indices is None else self.indices)
-
-    @property
-    def size(self) -> int:
-        return len(self.values)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["indices"] = list(self.indices) if self.indices is not None else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ChunkResult:
-        data = dict(data)
-        data["indices"] = tuple(data["indices"]) if data.get("indices") is not None else None
-        data["failures"] = [ParamFailure.from_dict(f) for f in data.get("failures", [])]
-        return cls(**data)
 
 
 def _line(index: int, param: Any, value: Any) -> str:

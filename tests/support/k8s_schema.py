@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_service
-from ttg_ray.k8s_validate import load_crd_schemas
+from tests.support.k8s_validate import load_crd_schemas
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT.parent / "shared" / "kuberay" / "crds"
 KUBERAY_DIR = ROOT / "kuberay"
 K8S_VERSION = "1.33.1"  # kindest/node image in kuberay/kind-config.yaml

@@ -1,5 +1,5 @@
 """RayCluster / RayJob / Secret objects for KubeRay, built from options as plain dicts.
-Pure: no kubernetes client, no I/O; `python -m ttg_ray.kuberay render` prints them."""
+Pure: no kubernetes client, no I/O; `python -m ttg_ray.kube render` prints them."""
 
 from __future__ import annotations
 

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttg_ray.backends import Backend
-from ttg_ray.chunks import Chunk, ChunkPlanner
-from ttg_ray.ledger import IndexLedger
-from ttg_ray.observability import lifecycle
-from ttg_ray.params import Space
-from ttg_ray.results import ChunkResult, ParamFailure, ResultStore
-from ttg_ray.summary import Summary
+from ttg_ray.backends.base import Backend
+from ttg_ray.core.chunks import Chunk, ChunkPlanner
+from ttg_ray.core.events import lifecycle
+from ttg_ray.core.ledger import IndexLedger
+from ttg_ray.core.params import Space
+from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.core.summary import Summary
+from ttg_ray.engine.store import ResultStore
 
 log = logging.getLogger(__name__)
 

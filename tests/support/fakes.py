@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ttg_ray.backends import Backend, BackendOptions
-from ttg_ray.chunks import Chunk
-from ttg_ray.execute import lost_chunk, run_chunk
-from ttg_ray.params import Space
-from ttg_ray.results import ChunkResult
+from ttg_ray.backends.base import Backend, BackendOptions
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk, run_chunk
+from ttg_ray.core.params import Space
+from ttg_ray.core.results import ChunkResult
 
 
 class InlineBackend(Backend):

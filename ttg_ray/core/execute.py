@@ -7,9 +7,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ttg_ray.chunks import Chunk
-from ttg_ray.params import Space
-from ttg_ray.results import ChunkResult, ParamFailure
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.params import Space
+from ttg_ray.core.results import ChunkResult, ParamFailure
 
 
 def run_chunk(

@@ -22,20 +22,20 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ttg_ray.backends import Backend, BackendOptions
-from ttg_ray.chunks import Chunk
+from ttg_ray.backends.base import Backend, BackendOptions
 from ttg_ray.config import BrokerConfig, child_env, mask_url
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.functions import FunctionRef, ref_of
+from ttg_ray.core.messages import decode_result, encode_task
+from ttg_ray.core.params import Space
+from ttg_ray.core.results import ChunkResult
 from ttg_ray.errors import BackendUnavailable, BadMessage
-from ttg_ray.functions import FunctionRef, ref_of
-from ttg_ray.messages import decode_result, encode_task
-from ttg_ray.params import Space
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
     QueueAdapter,
     call_through_outage,
     open_adapter,
 )
-from ttg_ray.results import ChunkResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,6 +1,5 @@
-"""Logging: text or JSON lines, with run, worker and node context, and the lifecycle
-events the predecessor logged (starting, initialized, running, progress, completed,
-failed). Library code only logs; the CLI calls configure_logging() once."""
+"""Logging set-up for the command-line tools: text or JSON lines, with run, worker and
+node context. Library code only logs; each CLI calls configure_logging() once."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from typing import Any
 
 from ttg_ray.config import WorkerContext
 
-LIFECYCLE = ("starting", "initialized", "running", "progress", "completed", "failed")
 _CONTEXT_FIELDS = ("run_id", "backend", "worker_id", "hostname", "pod_name", "node_name")
 
 
@@ -90,13 +88,3 @@ def configure_logging(
     # pika logs a traceback for every dropped connection; the adapter already says what
     # happened (and reconnects), in one line.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-
-
-def lifecycle(logger: logging.Logger, event: str, message: str, **fields: Any) -> None:
-    """Log one of the lifecycle events with structured fields."""
-    level = logging.ERROR if event == "failed" else logging.INFO
-    run_id = fields.pop("run_id", None)
-    extra: dict[str, Any] = {"event": event, "fields": fields}
-    if run_id is not None:
-        extra["run_id"] = run_id
-    logger.log(level, message, extra=extra)

@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ttg_ray.chunks import Chunk
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.functions import FunctionRef
+from ttg_ray.core.params import Space, space_from_spec, window_spec
+from ttg_ray.core.results import ChunkResult
 from ttg_ray.errors import BadMessage, InvalidFunction, InvalidSpace
-from ttg_ray.functions import FunctionRef
-from ttg_ray.params import Space, space_from_spec, window_spec
-from ttg_ray.results import ChunkResult
 
 VERSION = 1
 # Below RabbitMQ 4's default max message size (16 MiB). A result over it comes back as

@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ttg_ray import registry
-from ttg_ray.chunks import Chunk
-from ttg_ray.params import Space
-from ttg_ray.results import ChunkResult
+from ttg_ray.core import registry
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.params import Space
+from ttg_ray.core.results import ChunkResult
 
 BACKENDS = {
-    "ray": "ttg_ray.ray_backend:RayBackend",
-    "redis": "ttg_ray.queue_backend:RedisBackend",
-    "rabbitmq": "ttg_ray.queue_backend:RabbitBackend",
+    "ray": "ttg_ray.backends.ray:RayBackend",
+    "redis": "ttg_ray.backends.queue:RedisBackend",
+    "rabbitmq": "ttg_ray.backends.queue:RabbitBackend",
 }
 
 

@@ -1,0 +1,253 @@
+"""``python -m ttg_ray.run``: run a parameter sweep from the command line.
+
+Exit codes: 0 every parameter succeeded, 1 some failed (listed), 2 bad usage or
+input, 3 backend unreachable, 130 interrupted (rerun with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ttg_ray.api import stream
+from ttg_ray.backends.base import BACKENDS
+from ttg_ray.cli.args import integer, number
+from ttg_ray.cli.logs import configure_logging
+from ttg_ray.cli.progress import ProgressBar
+from ttg_ray.core.events import lifecycle
+from ttg_ray.core.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
+from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_axis, parse_range
+from ttg_ray.errors import InvalidSpace, TtgError, UsageError
+
+log = logging.getLogger("ttg_ray.run")
+
+DEFAULT_PARAMS = 10_000
+DEFAULT_WORK_MS = 1.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad usage gets one line, not the whole usage text."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m ttg_ray.run",
+        description="Run f(param) over a parameter space, in chunks, on Ray, Redis or RabbitMQ.",
+    )
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="ray")
+    space = p.add_argument_group("parameter space (one of; default --params 10000)")
+    space.add_argument("--params", type=integer(0), metavar="N", help="the integers 0..N-1")
+    space.add_argument("--range", metavar="START:STOP[:STEP]", help="an integer range")
+    space.add_argument(
+        "--grid",
+        action="append",
+        metavar="NAME=VALUES",
+        help="a grid axis, repeatable: NAME=1,2,3 or NAME=START:STOP[:STEP]",
+    )
+    space.add_argument(
+        "--values", metavar="JSON|@FILE", help="an explicit JSON list of parameters, or @file"
+    )
+    fn = p.add_argument_group("function")
+    fn.add_argument("--function", default=DEFAULT_FUNCTION, metavar="MODULE:ATTR")
+    fn.add_argument(
+        "--work-ms",
+        type=number(0),
+        metavar="MS",
+        help=f"simulated work per parameter for the built-in workloads "
+        f"(default {DEFAULT_WORK_MS:g} where the function takes it)",
+    )
+    fn.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the function")
+    run = p.add_argument_group("execution")
+    run.add_argument("--chunk-size", type=integer(1), metavar="N", help="default: automatic")
+    run.add_argument(
+        "--workers", type=integer(1), metavar="N", help="local Ray CPUs, or local queue workers"
+    )
+    run.add_argument("--max-retries", type=integer(0), default=3, metavar="N")
+    run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
+    run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
+    run.add_argument("--no-dashboard", action="store_true", help="local Ray: no dashboard")
+    run.add_argument("--redis-url", metavar="URL", help="redis backend (or TTG_REDIS_URL)")
+    run.add_argument("--amqp-url", metavar="URL", help="rabbitmq backend (or TTG_AMQP_URL)")
+    run.add_argument(
+        "--external-workers", action="store_true", help="queues: start no local workers"
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--output", metavar="PATH.jsonl", help="results, one JSON line each")
+    out.add_argument("--resume", action="store_true", help="skip what --output already holds")
+    out.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON")
+    out.add_argument("--log-format", choices=("text", "json"), default="text")
+    out.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def space_from_args(args: argparse.Namespace) -> Space:
+    given = [
+        name for name in ("params", "range", "grid", "values") if getattr(args, name) is not None
+    ]
+    if len(given) > 1:
+        raise UsageError(f"give only one of --params, --range, --grid, --values (got {given})")
+    if args.range is not None:
+        r = parse_range(args.range)
+        return ParamRange(r.start, r.stop, r.step)
+    if args.grid is not None:
+        axes = dict(parse_axis(text) for text in args.grid)
+        if len(axes) != len(args.grid):
+            raise InvalidSpace("each --grid axis name may be given only once")
+        return Grid(axes)
+    if args.values is not None:
+        return ParamList(_load_values(args.values))
+    return ParamRange(0, DEFAULT_PARAMS if args.params is None else args.params)
+
+
+def _load_values(text: str) -> list[Any]:
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    except OSError as err:
+        raise InvalidSpace(f"cannot read --values file {text[1:]}: {err.strerror}") from err
+    try:
+        values = json.loads(raw)
+    except ValueError as err:
+        raise InvalidSpace(f"--values must be a JSON list: {err}") from err
+    if not isinstance(values, list):
+        raise InvalidSpace(f"--values must be a JSON list, got {type(values).__name__}")
+    return values
+
+
+def function_from_args(args: argparse.Namespace):
+    kwargs: dict[str, Any] = {}
+    if args.kwargs:
+        try:
+            kwargs = json.loads(args.kwargs)
+        except ValueError as err:
+            raise UsageError(f"--kwargs must be a JSON object: {err}") from err
+        if not isinstance(kwargs, dict):
+            raise UsageError("--kwargs must be a JSON object, e.g. '{\"work_ms\": 5}'")
+    fn = FunctionRef.parse(args.function).resolve()
+    takes_work = accepts_kwarg(fn, "work_ms")
+    if args.work_ms is not None and not takes_work:
+        raise UsageError(f"--work-ms: {args.function} takes no work_ms argument")
+    if takes_work and "work_ms" not in kwargs:
+        kwargs["work_ms"] = DEFAULT_WORK_MS if args.work_ms is None else args.work_ms
+    try:
+        inspect.signature(fn).bind(None, **kwargs)
+    except TypeError as err:
+        raise UsageError(f"--kwargs do not fit {args.function}: {err}") from None
+    except ValueError:
+        pass  # a builtin without a signature: let the call decide
+    return FunctionRef.parse(args.function, kwargs).resolve()
+
+
+def _check_writable(path: str | None, flag: str) -> None:
+    """Fail before the sweep, not after it, if ``path`` cannot be written."""
+    if path is None:
+        return
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with open(target, "a"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"{flag} {path}: cannot write there ({err.strerror}); choose a writable path"
+        ) from err
+    if not existed:
+        target.unlink()
+
+
+def _catch_sigint() -> threading.Event:
+    """SIGINT raises KeyboardInterrupt, as usual, and also sets the returned flag."""
+    flag = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    return flag
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    try:
+        return _run(args)
+    except TtgError as err:
+        if args.log_format == "json":  # for log collectors; on a terminal one line is enough
+            lifecycle(log, "failed", str(err))
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    space = space_from_args(args)
+    fn = function_from_args(args)
+    _check_writable(args.summary_json, "--summary-json")
+    if args.resume and not args.output:
+        raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")
+    bar = ProgressBar() if sys.stderr.isatty() and not args.no_progress else None
+    options: dict[str, Any] = {"spread": args.spread}
+    if args.no_dashboard:
+        options["include_dashboard"] = False
+    if args.backend != "ray":
+        options.update(
+            redis_url=args.redis_url,
+            amqp_url=args.amqp_url,
+            external_workers=args.external_workers,
+            allow_modules=(args.function.partition(":")[0],),
+        )
+    sweep = stream(
+        fn,
+        space,
+        backend=args.backend,
+        chunk_size=args.chunk_size,
+        workers=args.workers,
+        max_retries=args.max_retries,
+        address=args.address,
+        output=args.output,
+        resume=args.resume,
+        progress=bar,
+        **options,
+    )
+    interrupted = _catch_sigint()
+    try:
+        for _ in sweep.batches():
+            if interrupted.is_set():  # in case a library swallowed the KeyboardInterrupt
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        saved = f"; results so far are in {args.output}, rerun with --resume" if args.output else ""
+        print(f"\ninterrupted{saved}", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = sweep.summary
+    print(summary.format_table())
+    for failure in sweep.failures[:10]:
+        print(
+            f"failed: index {failure.index} param {failure.param!r}: {failure.type}: "
+            f"{failure.message} (after {failure.attempts} attempt(s))"
+        )
+    if len(sweep.failures) > 10:
+        where = f" (all are in {args.output})" if args.output else ""
+        print(f"... and {len(sweep.failures) - 10} more failures{where}")
+    if args.summary_json:
+        Path(args.summary_json).write_text(summary.to_json() + "\n")
+    return 0 if sweep.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``python -m ttg_ray.worker --backend redis|rabbitmq``: a queue worker that pulls chunk
+messages, runs them and publishes their results (see ttg_ray.backends.queue_worker).
+SIGTERM/SIGINT finish the current chunk; a second signal hands it back."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
+from ttg_ray.cli.args import add_broker_arguments
+from ttg_ray.cli.logs import configure_logging
+from ttg_ray.config import BrokerConfig, WorkerContext, mask_url
+from ttg_ray.errors import TtgError
+from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S
+
+log = logging.getLogger("ttg_ray.worker")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ttg_ray.worker", description=__doc__)
+    add_broker_arguments(parser)
+    parser.add_argument("--run-id", help="consume this run's queue, else the shared one")
+    parser.add_argument(
+        "--allow-module", action="append", default=[], help="also run functions of this module"
+    )
+    parser.add_argument("--max-retries", type=int, default=3, help="crash redeliveries")
+    parser.add_argument("--visibility-timeout-s", type=float, default=DEFAULT_VISIBILITY_TIMEOUT_S)
+    parser.add_argument("--idle-timeout-s", type=float, help="exit after this long without work")
+    parser.add_argument("--reconnect-timeout-s", type=float, default=60.0)
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--worker-id", help="consumer name (default host-pid)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    url = BrokerConfig.from_env(args.redis_url, args.amqp_url).url_for(args.backend)
+    context = WorkerContext.from_env(args.worker_id)
+    configure_logging(args.log_format, args.log_level, context, backend=args.backend)
+    settings = WorkerSettings(
+        backend=args.backend,
+        url=url,
+        namespace=args.run_id,
+        allow_modules=tuple(args.allow_module),
+        max_retries=args.max_retries,
+        visibility_timeout_s=args.visibility_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        reconnect_timeout_s=args.reconnect_timeout_s,
+        parent_pid=args.parent_pid,
+        worker_id=context.worker_id,
+    )
+    try:
+        worker = QueueWorker(settings)
+        signal.signal(signal.SIGTERM, worker.stop)
+        signal.signal(signal.SIGINT, worker.stop)
+        log.info("connected to %s at %s", args.backend, mask_url(url))
+        return worker.run()
+    except TtgError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code

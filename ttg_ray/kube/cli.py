@@ -1,0 +1,141 @@
+"""``python -m ttg_ray.kube``: render, apply, inspect and delete KubeRay objects, and submit
+a sweep as a Ray Job to a dashboard address (``python -m ttg_ray.kuberay`` is the old name,
+kept for one release).
+
+Exit codes: 0 ok (job SUCCEEDED), 1 job failed or stopped (or the sweep's own exit code
+when Ray reports it), 2 bad usage, 3 cluster or API server unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from ttg_ray.errors import TtgError, UsageError
+from ttg_ray.kube import k8s, render, submit
+
+log = logging.getLogger(__name__)
+
+
+def _split_sweep(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Everything after the first '--' is the sweep's own arguments."""
+    argv = list(argv)
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
+def _render_options(p: argparse.ArgumentParser) -> None:
+    d = render.ClusterOptions()
+    p.add_argument("--name", help="object name (default ttg-ray / ttg-sweep)")
+    p.add_argument("--namespace", default=d.namespace)
+    p.add_argument("--image", default=d.image)
+    p.add_argument("--image-pull-policy", default=d.image_pull_policy)
+    p.add_argument("--workers", type=int, default=d.workers, help="worker pods")
+    p.add_argument("--worker-cpus", default=d.worker_cpus)
+    p.add_argument("--worker-memory", default=d.worker_memory)
+    p.add_argument("--head-cpus", default=d.head_cpus)
+    p.add_argument("--head-memory", default=d.head_memory)
+    j = render.JobOptions()
+    p.add_argument("--active-deadline-s", type=int, default=j.active_deadline_s)
+    p.add_argument("--ttl-after-finished-s", type=int, default=j.ttl_after_finished_s)
+    p.add_argument("--backoff-limit", type=int, default=j.backoff_limit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ttg_ray.kube",
+        description="KubeRay objects for ttg_ray sweeps. Sweep arguments go after '--'.",
+    )
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="print RayCluster / RayJob / Secret YAML")
+    r.add_argument("what", choices=("raycluster", "rayjob", "secrets"))
+    _render_options(r)
+    a = sub.add_parser("apply", help="create or replace KubeRay objects in the cluster")
+    a.add_argument("what", nargs="?", choices=("raycluster", "rayjob"))
+    a.add_argument("-f", "--file", help="apply this YAML file ('-' for stdin) instead")
+    _render_options(a)
+    for verb in ("status", "delete"):
+        s = sub.add_parser(verb, help=f"{verb} a RayCluster or RayJob")
+        s.add_argument("kind", choices=sorted(k8s.KIND_NAMES))
+        s.add_argument("name")
+        s.add_argument("--namespace", default="default")
+    s = sub.add_parser("submit", help="submit the sweep as a Ray Job and follow its logs")
+    s.add_argument("--address", default="http://127.0.0.1:8265", help="Ray dashboard URL")
+    s.add_argument("--submission-id", help="default: ttg-<random>")
+    s.add_argument("--working-dir", help="upload this directory with the job (runtime_env)")
+    s.add_argument("--no-follow", action="store_true", help="print the id and return")
+    s.add_argument("--timeout-s", type=float, default=0, help="stop the job after this; 0=never")
+    return p
+
+
+def _objects(what: str, args: argparse.Namespace, sweep: list[str]) -> list[dict]:
+    cluster = render.ClusterOptions(
+        namespace=args.namespace,
+        image=args.image,
+        image_pull_policy=args.image_pull_policy,
+        workers=args.workers,
+        max_workers=args.workers,
+        worker_cpus=args.worker_cpus,
+        worker_memory=args.worker_memory,
+        head_cpus=args.head_cpus,
+        head_memory=args.head_memory,
+    )
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    if what == "secrets":
+        return render.render_secrets(args.namespace)
+    if what == "raycluster":
+        return [render.render_raycluster(replace(cluster, name=args.name or cluster.name))]
+    job = render.JobOptions(
+        sweep_args=tuple(sweep) or render.DEFAULT_SWEEP,
+        active_deadline_s=args.active_deadline_s,
+        ttl_after_finished_s=args.ttl_after_finished_s,
+        backoff_limit=args.backoff_limit,
+        cluster=cluster,
+    )
+    return [render.render_rayjob(replace(job, name=args.name or job.name))]
+
+
+def _read_objects(path: str) -> list[dict]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _dispatch(args: argparse.Namespace, sweep: list[str]) -> int:
+    if args.command == "render":
+        sys.stdout.write(render.to_yaml(_objects(args.what, args, sweep)))
+        return 0
+    if args.command == "apply":
+        if bool(args.file) == bool(args.what):
+            raise UsageError("apply takes either raycluster|rayjob or -f FILE")
+        k8s.apply(_read_objects(args.file) if args.file else _objects(args.what, args, sweep))
+        return 0
+    if args.command == "status":
+        return k8s.status(args)
+    if args.command == "delete":
+        return k8s.delete(args)
+    return submit.run(args, sweep)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    own, sweep = _split_sweep(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(own)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
+    try:
+        return _dispatch(args, sweep)
+    except TtgError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
