@@ -17,7 +17,6 @@ from ttg_ray.core.messages import (
     encode_result,
     encode_task,
     is_json,
-    peek_run_id,
 )
 from ttg_ray.core.params import Grid, ParamList, ParamRange
 from ttg_ray.core.results import ChunkResult, ParamFailure
@@ -101,11 +100,6 @@ def test_arbitrary_bytes_never_escape_as_other_errors(body):
     except BadMessage:
         outcome = "BadMessage"
     assert outcome in ("TaskMessage", "BadMessage")
-
-
-def test_peek_run_id_of_an_invalid_message():
-    assert peek_run_id(b'{"run_id": "r9", "v": 7}') == "r9"
-    assert peek_run_id(b"garbage") is None
 
 
 def test_result_round_trip_with_failures_and_floats():

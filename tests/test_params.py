@@ -11,7 +11,6 @@ from ttg_ray.core.params import (
     ParamRange,
     as_space,
     parse_axis,
-    parse_count,
     parse_range,
     space_from_spec,
     window_spec,
@@ -99,7 +98,6 @@ def test_as_space_rejects_bad_params(bad):
 def test_parsers():
     assert parse_range("2:10:3") == range(2, 10, 3)
     assert parse_range("0:5") == range(5)
-    assert len(parse_count("7")) == 7
     assert parse_axis("lr=0.1,0.01,abc") == ("lr", (0.1, 0.01, "abc"))
     assert parse_axis("n=0:4") == ("n", range(0, 4))
 

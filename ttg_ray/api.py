@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttg_ray.backends.base import BackendOptions, load_backend
+from ttg_ray.backends.base import backend_options as backend_options_of
+from ttg_ray.backends.base import load_backend
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space, as_space
 from ttg_ray.core.results import ParamFailure
@@ -52,12 +53,13 @@ class Sweep:
 
     def batches(self) -> Iterator[Batch]:
         """The raw batches, for callers that handle whole chunks at a time."""
+        batches = self._runner.batches()
         try:
-            for batch in self._runner.batches():
+            for batch in batches:
                 self.failures.extend(batch.failures)
                 yield batch
         finally:
-            self._runner.backend.close()
+            batches.close()  # releases the backend, also when the caller stops early
             if self._store is not None:
                 self._store.discard_if_empty()
 
@@ -74,7 +76,8 @@ def stream(fn: Callable[[Any], Any], params: Any, **kwargs: Any) -> Sweep:
     ``params`` is an int (0..n-1), a range, a sequence, a dict of axes (a grid) or a
     Space. ``output`` is a JSON Lines file written as results arrive; with ``resume``,
     the indices already in it are skipped (and not yielded). Other keyword arguments go
-    to the backend (see BackendOptions: spread, redis_url, amqp_url, external_workers).
+    to the backend (RayOptions: address, spread, include_dashboard; QueueOptions:
+    redis_url, amqp_url, external_workers, allow_modules); an unknown one is refused.
     """
     return _prepare(fn, params, **kwargs)
 
@@ -110,7 +113,6 @@ def _prepare(
     chunk_size: int | None = None,
     workers: int | None = None,
     max_retries: int = 3,
-    address: str | None = None,
     output: str | Path | None = None,
     resume: bool = False,
     progress: ProgressFn | None = None,
@@ -127,12 +129,9 @@ def _prepare(
     if resume and output is None:
         raise UsageError("resume needs an output file to resume from (--output PATH.jsonl)")
     backend_cls = load_backend(backend)
-    try:
-        options = BackendOptions(
-            workers=workers, max_retries=max_retries, address=address, **backend_options
-        )
-    except TypeError as err:
-        raise UsageError(f"unknown backend option: {err}") from None
+    options = backend_options_of(
+        backend_cls, workers=workers, max_retries=max_retries, **backend_options
+    )
     done, earlier_failures = IndexLedger(), []
     if resume:
         done, earlier_failures = _read_done(output, space, on_resumed)

@@ -73,11 +73,6 @@ class WorkerContext:
         )
 
 
-def env_flag(name: str) -> bool:
-    """True when the variable is set to something other than '', '0' or 'false'."""
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def child_env(**overrides: str) -> dict[str, str]:
     """This process's environment with ``overrides``, for the processes it starts."""
     return {**os.environ, **overrides}

@@ -35,7 +35,7 @@ class InlineBackend(Backend):
         self._ready: list[ChunkResult] = []
         self.closed = False
 
-    def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+    def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
         self.fn, self.space = fn, space
 
     @property

@@ -7,15 +7,17 @@ their client libraries only when chosen.
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ttg_ray.core import registry
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
+from ttg_ray.errors import UsageError
 
 BACKENDS = {
     "ray": "ttg_ray.backends.ray:RayBackend",
@@ -26,32 +28,37 @@ BACKENDS = {
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Everything a backend may need; each backend reads the fields that concern it."""
+    """What every backend takes; each backend extends it with its own typed options."""
 
-    workers: int | None = None
-    max_retries: int = 3
-    address: str | None = None  # ray: cluster address (else RAY_ADDRESS, else local)
-    spread: bool = False  # ray: SPREAD scheduling across nodes
-    include_dashboard: bool | None = None  # ray: for a local Ray; None = Ray's default
-    redis_url: str | None = None  # redis: else TTG_REDIS_URL, else localhost
-    amqp_url: str | None = None  # rabbitmq: else TTG_AMQP_URL, else localhost
-    external_workers: bool = False  # queues: start no local workers
-    allow_modules: tuple[str, ...] = ()  # queues: extra modules local workers may run
+    workers: int | None = None  # worker slots (local workers or CPUs); None = the machine's
+    max_retries: int = 3  # system failures (worker or node death) retried per chunk
 
 
 class Backend(ABC):
-    """Runs chunks of one sweep. Lifecycle: start() once, then any number of submit()
-    and poll(), then close() (always, also after errors)."""
+    """Runs chunks of one sweep. Build it with its options (no I/O), then
+    ``with backend.open(fn, space, run_id):`` submit and poll; leaving the block releases
+    whatever open() acquired (connections, a local cluster, worker processes), also after
+    an error or a partial open."""
 
     name: str = "?"
+    Options: type[BackendOptions] = BackendOptions
 
     def __init__(self, options: BackendOptions):
         self.options = options
 
-    @abstractmethod
-    def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+    def open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> Backend:
         """Connect (or start a local cluster) and get ready to run ``fn`` over ``space``.
         Raises BackendUnavailable when the backend cannot be reached."""
+        try:
+            self._open(fn, space, run_id)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @abstractmethod
+    def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+        """Acquire the backend's resources; close() must release a partial open too."""
 
     @property
     @abstractmethod
@@ -70,9 +77,30 @@ class Backend(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release connections and anything start() created."""
+        """Release what open() acquired; safe to call more than once."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_backend(name: str) -> type[Backend]:
     """The Backend class registered under ``name``."""
     return registry.load(BACKENDS, name, "backend")
+
+
+def backend_options(backend: type[Backend], **values: Any) -> BackendOptions:
+    """``backend``'s typed options from keyword values; an unknown name is a UsageError
+    naming the closest valid option."""
+    known = [f.name for f in fields(backend.Options)]
+    for name in values:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(
+                f"unknown option {name!r} for the {backend.name} backend; {hint}"
+                f"valid options: {', '.join(sorted(known))}"
+            )
+    return backend.Options(**values)

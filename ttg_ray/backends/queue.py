@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from ttg_ray.backends.base import Backend, BackendOptions
 from ttg_ray.config import BrokerConfig, child_env, mask_url
@@ -33,26 +34,41 @@ from ttg_ray.errors import BackendUnavailable, BadMessage
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
     QueueAdapter,
-    call_through_outage,
     open_adapter,
+    outage_guard,
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 EXTERNAL_CAPACITY = 8  # worker slots assumed when workers run elsewhere and none is given
 RECONNECT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 READY_TIMEOUT_S = 30.0
 
 
+@dataclass(frozen=True)
+class QueueOptions(BackendOptions):
+    """The queue backends' options (``workers`` = local worker processes, or the slots
+    assumed for external workers)."""
+
+    redis_url: str | None = None  # else TTG_REDIS_URL, else localhost
+    amqp_url: str | None = None  # else TTG_AMQP_URL, else localhost
+    external_workers: bool = False  # start no local workers; use the shared queue
+    allow_modules: tuple[str, ...] = ()  # extra modules the local workers may run
+
+
 class QueueBackend(Backend):
     """Shared driver logic; subclasses name the broker."""
 
     adapter_name = "?"
+    Options = QueueOptions
+    options: QueueOptions
 
-    def __init__(self, options: BackendOptions):
+    def __init__(self, options: QueueOptions):
         super().__init__(options)
+        self.run_id = ""
+        self.namespace: str | None = None
         self.queue: QueueAdapter | None = None
+        self._call = outage_guard(RECONNECT_TIMEOUT_S, log)
         self.procs: list[subprocess.Popen] = []
         self.visibility_timeout_s = DEFAULT_VISIBILITY_TIMEOUT_S
         self._spawned = 0
@@ -62,7 +78,7 @@ class QueueBackend(Backend):
         brokers = BrokerConfig.from_env(self.options.redis_url, self.options.amqp_url)
         return brokers.url_for(self.adapter_name)
 
-    def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+    def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
         self.ref: FunctionRef = ref_of(fn)
         self.space = space
         self.run_id = run_id
@@ -120,10 +136,6 @@ class QueueBackend(Backend):
                 log.warning("could not clean up run %s: %s", self.run_id, err)
             self.queue.close()
             self.queue = None
-
-    def _call(self, op: Callable[[], T]) -> T:
-        """``op``, retried while the broker restarts (see call_through_outage)."""
-        return call_through_outage(op, RECONNECT_TIMEOUT_S, log)
 
     def _spawn(self) -> None:
         self._spawned += 1

@@ -15,25 +15,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ttg_ray.config import WorkerContext
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.functions import Allowlist, FunctionRef
-from ttg_ray.core.messages import MAX_BODY_BYTES, TaskMessage, decode_task, encode_result, is_json
-from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.core.messages import TaskMessage, decode_task, encode_reply, encode_result
+from ttg_ray.core.results import ChunkResult
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
     Delivery,
+    Quarantine,
     QueueAdapter,
-    call_through_outage,
     open_adapter,
+    outage_guard,
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +55,12 @@ class QueueWorker:
 
     def __init__(self, settings: WorkerSettings):
         self.settings = settings
+        self._call = outage_guard(settings.reconnect_timeout_s, log)
         self.context = WorkerContext.from_env(settings.worker_id)
         self.id = self.context.worker_id
         self.node = self.context.node_name or self.context.hostname
         self.allowlist = Allowlist(settings.allow_modules)
+        self.quarantine = Quarantine(max_deliveries=settings.max_retries + 1)
         self.stopping = False
         self.abandon = False
         self.chunks_done = 0
@@ -72,7 +74,6 @@ class QueueWorker:
             s.url,
             s.namespace,
             visibility_timeout_s=s.visibility_timeout_s,
-            max_deliveries=s.max_retries + 1,
         )
 
     def stop(self, signum: int = signal.SIGTERM, _frame: object = None) -> None:
@@ -100,8 +101,9 @@ class QueueWorker:
 
     def handle(self, delivery: Delivery) -> None:
         """Run one delivery to its end: result published and acked, or dead-lettered."""
-        if delivery.quarantined:
-            self._report_quarantined(delivery)
+        quarantined = self.quarantine.reason(delivery)
+        if quarantined:
+            self._report_quarantined(delivery, quarantined)
             return
         message: TaskMessage | None = None
         try:
@@ -149,51 +151,31 @@ class QueueWorker:
             except BackendUnavailable as err:
                 log.warning("cannot keep the claim alive: %s", err)
 
-    def _report_quarantined(self, delivery: Delivery) -> None:
-        """Tell the driver the chunk is lost, then dead-letter it (see Delivery)."""
-        log.error("quarantined a chunk: %s", delivery.quarantined)
+    def _report_quarantined(self, delivery: Delivery, why: str) -> None:
+        """Tell the driver the chunk is lost, then dead-letter it (see Quarantine)."""
+        log.error("quarantined a chunk: %s", why)
         try:
             message = decode_task(delivery.body)
         except BadMessage:
             message = None
         if message is not None:
             chunk = dataclasses.replace(message.chunk, attempt=delivery.deliveries - 1)
-            reason = f"chunk {chunk.chunk_id} quarantined: {delivery.quarantined}"
+            reason = f"chunk {chunk.chunk_id} quarantined: {why}"
             lost = lost_chunk(chunk, message.space, "WorkerCrashedError", reason)
             self._publish(dataclasses.replace(lost, node=self.node, worker=self.id))
-        self._call(lambda: self.queue.dead_letter(delivery, delivery.quarantined))
+        self._call(lambda: self.queue.dead_letter(delivery, why))
 
     def _publish(self, result: ChunkResult, message: TaskMessage | None = None) -> None:
         log.debug("chunk %s done (%d values, lost=%r)", result.chunk_id, result.size, result.lost)
-        body = self._encode(result, message) if message is not None else encode_result(result)
+        body = encode_result(result) if message is None else encode_reply(result, message)
         self._call(lambda: self.queue.publish_result(result.run_id, body))
         log.debug("published the result of chunk %s", result.chunk_id)
-
-    def _encode(self, result: ChunkResult, message: TaskMessage) -> bytes:
-        """The result's message. A value that is not JSON fails its parameter; a result
-        over the message limit goes back as lost, so the driver splits the chunk."""
-        try:
-            body = encode_result(result)
-        except (TypeError, ValueError):
-            body = encode_result(_json_values_only(result, message))
-        if len(body) > MAX_BODY_BYTES:
-            reason = (
-                f"the result of chunk {result.chunk_id} is {len(body):,} bytes, over the "
-                f"{MAX_BODY_BYTES:,}-byte message limit"
-            )
-            lost = lost_chunk(message.chunk, message.space, "ResultTooLarge", reason)
-            body = encode_result(dataclasses.replace(lost, node=self.node, worker=self.id))
-        return body
 
     def _resolve(self, ref: FunctionRef) -> Callable[[Any], Any]:
         key = (ref.name, repr(sorted(ref.kwargs.items())))
         if key not in self._functions:
             self._functions[key] = ref.resolve()
         return self._functions[key]
-
-    def _call(self, op: Callable[[], T]) -> T:
-        """``op``, retried while the broker restarts (see call_through_outage)."""
-        return call_through_outage(op, self.settings.reconnect_timeout_s, log)
 
     def _orphaned(self) -> bool:
         parent = self.settings.parent_pid
@@ -202,27 +184,6 @@ class QueueWorker:
     def _idle_too_long(self, since: float) -> bool:
         limit = self.settings.idle_timeout_s
         return limit is not None and time.monotonic() - since > limit
-
-
-def _json_values_only(result: ChunkResult, message: TaskMessage) -> ChunkResult:
-    """The result with each value that cannot travel as JSON turned into a failure of
-    its parameter (the driver would otherwise get a different value than Ray gives)."""
-    values, failures = list(result.values), list(result.failures)
-    for k, index in enumerate(result.iter_indices()):
-        if values[k] is not None and not is_json(values[k]):
-            kind = type(values[k]).__name__
-            values[k] = None
-            failures.append(
-                ParamFailure(
-                    index=index,
-                    param=message.space[index],
-                    type="TypeError",
-                    message=f"the value ({kind}) is not JSON; queue backends carry values as "
-                    "JSON: return JSON values, or use backend='ray'",
-                    attempts=result.attempt,
-                )
-            )
-    return dataclasses.replace(result, values=values, failures=failures)
 
 
 def _refused(message: TaskMessage, err: TtgError) -> ChunkResult:

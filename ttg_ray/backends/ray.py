@@ -1,4 +1,4 @@
-"""The Ray backend: chunks become Ray tasks. The only module that imports ray.
+"""The Ray backend: chunks become Ray tasks.
 
 Fault tolerance is Ray's: a task whose worker process or node dies is retried
 (``max_retries``), and a result lost with its node is rebuilt from lineage. Each chunk
@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -27,7 +28,7 @@ from ray.exceptions import (
 )
 from ray.util.metrics import Counter
 
-from ttg_ray.backends.base import Backend
+from ttg_ray.backends.base import Backend, BackendOptions
 from ttg_ray.config import RayConfig, WorkerContext
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import lost_chunk, run_chunk
@@ -91,17 +92,33 @@ def _warm_up() -> str:
     return _here()
 
 
+@dataclass(frozen=True)
+class RayOptions(BackendOptions):
+    """The Ray backend's options (``workers`` = CPUs of a local Ray)."""
+
+    address: str | None = None  # cluster address, else RAY_ADDRESS, else a local Ray
+    spread: bool = False  # SPREAD scheduling: chunks across nodes rather than packed
+    include_dashboard: bool | None = None  # for a local Ray; None = Ray's default
+
+
 class RayBackend(Backend):
     """Runs chunks as Ray tasks on a cluster: explicit address, else RAY_ADDRESS, else a
     local Ray started here (and stopped at close)."""
 
     name = "ray"
+    Options = RayOptions
+    options: RayOptions
 
-    def start(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
-        self._space = space
-        self._run_id = run_id
+    def __init__(self, options: RayOptions):
+        super().__init__(options)
         self._pending: dict[ray.ObjectRef, Chunk] = {}
         self._owns_ray = False
+        self._capacity = 1
+        self._run_id = ""
+
+    def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
+        self._space = space
+        self._run_id = run_id
         if ray.is_initialized():
             log.info("using the Ray this process already started or joined")
         else:
@@ -201,6 +218,7 @@ class RayBackend(Backend):
             raise TtgError(f"Ray failed while running chunk {chunk.chunk_id}: {err}") from err
 
     def close(self) -> None:
-        if getattr(self, "_owns_ray", False) and ray.is_initialized():
+        self._pending.clear()
+        if self._owns_ray and ray.is_initialized():
             ray.shutdown()
         self._owns_ray = False

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ttg_ray.cli.args import add_broker_arguments, number
+from ttg_ray.cli.exits import run_main
 from ttg_ray.config import BrokerConfig, mask_url
-from ttg_ray.errors import TtgError
 from ttg_ray.queues.base import QueueAdapter, QueueStats, open_adapter
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -109,21 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"run {args.run_id}" if args.run_id else "shared task queue"
     )
     try:
-        queue = open_adapter(args.backend, url, args.run_id, connect_timeout_s=3)
-        try:
-            if args.once:
-                stats = snapshot(queue, args.run_id)
-                text = json.dumps(stats.to_dict()) if args.json else render(title, stats, Rates())
-                print(text)
-            else:
-                watch(queue, args.run_id, title, args.interval_s)
-        finally:
-            queue.close()
-    except TtgError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return run_main(lambda: _show(args, url, title))
     except KeyboardInterrupt:
-        pass
+        return 0
+
+
+def _show(args: argparse.Namespace, url: str, title: str) -> int:
+    with open_adapter(args.backend, url, args.run_id, connect_timeout_s=3) as queue:
+        if args.once:
+            stats = snapshot(queue, args.run_id)
+            print(json.dumps(stats.to_dict()) if args.json else render(title, stats, Rates()))
+        else:
+            watch(queue, args.run_id, title, args.interval_s)
     return 0
 
 

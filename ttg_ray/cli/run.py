@@ -19,12 +19,13 @@ from typing import Any
 from ttg_ray.api import stream
 from ttg_ray.backends.base import BACKENDS
 from ttg_ray.cli.args import integer, number
+from ttg_ray.cli.exits import run_main
 from ttg_ray.cli.logs import configure_logging
 from ttg_ray.cli.progress import ProgressBar
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_axis, parse_range
-from ttg_ray.errors import InvalidSpace, TtgError, UsageError
+from ttg_ray.errors import InvalidSpace, UsageError
 
 log = logging.getLogger("ttg_ray.run")
 
@@ -183,13 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.log_level)
-    try:
-        return _run(args)
-    except TtgError as err:
-        if args.log_format == "json":  # for log collectors; on a terminal one line is enough
-            lifecycle(log, "failed", str(err))
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+    # The failed event is for log collectors; on a terminal one line is enough.
+    on_error = (
+        (lambda err: lifecycle(log, "failed", str(err))) if args.log_format == "json" else None
+    )
+    return run_main(lambda: _run(args), on_error)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -199,10 +198,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and not args.output:
         raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")
     bar = ProgressBar() if sys.stderr.isatty() and not args.no_progress else None
-    options: dict[str, Any] = {"spread": args.spread}
-    if args.no_dashboard:
-        options["include_dashboard"] = False
-    if args.backend != "ray":
+    options: dict[str, Any] = {}
+    if args.backend == "ray":
+        options.update(spread=args.spread, address=args.address)
+        if args.no_dashboard:
+            options["include_dashboard"] = False
+    else:
         options.update(
             redis_url=args.redis_url,
             amqp_url=args.amqp_url,
@@ -216,7 +217,6 @@ def _run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         workers=args.workers,
         max_retries=args.max_retries,
-        address=args.address,
         output=args.output,
         resume=args.resume,
         progress=bar,

@@ -7,14 +7,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 
 from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
 from ttg_ray.cli.args import add_broker_arguments
+from ttg_ray.cli.exits import run_main
 from ttg_ray.cli.logs import configure_logging
 from ttg_ray.config import BrokerConfig, WorkerContext, mask_url
-from ttg_ray.errors import TtgError
 from ttg_ray.queues.base import DEFAULT_VISIBILITY_TIMEOUT_S
 
 log = logging.getLogger("ttg_ray.worker")
@@ -55,12 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parent_pid=args.parent_pid,
         worker_id=context.worker_id,
     )
-    try:
-        worker = QueueWorker(settings)
-        signal.signal(signal.SIGTERM, worker.stop)
-        signal.signal(signal.SIGINT, worker.stop)
-        log.info("connected to %s at %s", args.backend, mask_url(url))
-        return worker.run()
-    except TtgError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+    return run_main(lambda: _work(settings, mask_url(url)))
+
+
+def _work(settings: WorkerSettings, where: str) -> int:
+    worker = QueueWorker(settings)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("connected to %s at %s", settings.backend, where)
+    return worker.run()

@@ -12,8 +12,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-DEFAULT_CHUNK_SIZE = 100
-
 
 @dataclass(frozen=True)
 class Chunk:

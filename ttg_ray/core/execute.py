@@ -49,13 +49,8 @@ def run_chunk(
                     attempts=chunk.attempt,
                 )
             )
-    return ChunkResult(
-        run_id=chunk.run_id,
-        chunk_id=chunk.chunk_id,
-        lo=chunk.lo,
-        hi=chunk.hi,
-        indices=chunk.indices,
-        attempt=chunk.attempt,
+    return ChunkResult.of(
+        chunk,
         values=values,
         failures=failures,
         compute_s=time.perf_counter() - started,
@@ -71,13 +66,8 @@ def lost_chunk(chunk: Chunk, space: Space, kind: str, message: str) -> ChunkResu
         ParamFailure(index=i, param=space[i], type=kind, message=message, attempts=chunk.attempt)
         for i in chunk.iter_indices()
     ]
-    return ChunkResult(
-        run_id=chunk.run_id,
-        chunk_id=chunk.chunk_id,
-        lo=chunk.lo,
-        hi=chunk.hi,
-        indices=chunk.indices,
-        attempt=chunk.attempt,
+    return ChunkResult.of(
+        chunk,
         values=[None] * len(failures),
         failures=failures,
         lost=message,

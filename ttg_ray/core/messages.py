@@ -9,13 +9,14 @@ dead-letter it without running anything.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk
 from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.params import Space, space_from_spec, window_spec
-from ttg_ray.core.results import ChunkResult
+from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.errors import BadMessage, InvalidFunction, InvalidSpace
 
 VERSION = 1
@@ -99,19 +100,48 @@ def decode_task(body: bytes | str) -> TaskMessage:
     return TaskMessage(chunk=chunk, space=space, fn=fn)
 
 
-def peek_run_id(body: bytes | str) -> str | None:
-    """The run id of a message that may be otherwise invalid, or None."""
-    try:
-        data = json.loads(body)
-    except (ValueError, TypeError):
-        return None
-    run_id = data.get("run_id") if isinstance(data, dict) else None
-    return run_id if isinstance(run_id, str) and run_id else None
-
-
 def encode_result(result: ChunkResult) -> bytes:
     """The JSON body of a result; TypeError if a value is not JSON (see json_safe)."""
     return _dumps({"v": VERSION, "result": result.to_dict()})
+
+
+def encode_reply(result: ChunkResult, message: TaskMessage) -> bytes:
+    """The message a worker sends back for ``message``'s chunk. A value that is not JSON
+    fails its parameter; a result over the message limit goes back as lost, so the
+    driver splits the chunk until each part fits."""
+    try:
+        body = encode_result(result)
+    except (TypeError, ValueError):
+        body = encode_result(_json_values_only(result, message))
+    if len(body) > MAX_BODY_BYTES:
+        reason = (
+            f"the result of chunk {result.chunk_id} is {len(body):,} bytes, over the "
+            f"{MAX_BODY_BYTES:,}-byte message limit"
+        )
+        lost = lost_chunk(message.chunk, message.space, "ResultTooLarge", reason)
+        body = encode_result(replace(lost, node=result.node, worker=result.worker))
+    return body
+
+
+def _json_values_only(result: ChunkResult, message: TaskMessage) -> ChunkResult:
+    """The result with each value that cannot travel as JSON turned into a failure of
+    its parameter (the driver would otherwise get a different value than Ray gives)."""
+    values, failures = list(result.values), list(result.failures)
+    for k, index in enumerate(result.iter_indices()):
+        if values[k] is not None and not is_json(values[k]):
+            kind = type(values[k]).__name__
+            values[k] = None
+            failures.append(
+                ParamFailure(
+                    index=index,
+                    param=message.space[index],
+                    type="TypeError",
+                    message=f"the value ({kind}) is not JSON; queue backends carry values as "
+                    "JSON: return JSON values, or use backend='ray'",
+                    attempts=result.attempt,
+                )
+            )
+    return replace(result, values=values, failures=failures)
 
 
 def is_json(value: Any) -> bool:

@@ -249,17 +249,6 @@ def as_space(params: Any) -> Space:
     )
 
 
-def parse_count(text: str) -> ParamRange:
-    """'10000' -> the integers 0..9999."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise InvalidSpace(f"--params wants a non-negative integer, got {text!r}") from None
-    if n < 0:
-        raise InvalidSpace(f"--params wants a non-negative integer, got {n}")
-    return ParamRange(0, n)
-
-
 def parse_range(text: str) -> range:
     """'START:STOP[:STEP]' -> range."""
     parts = text.split(":")

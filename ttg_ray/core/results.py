@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from ttg_ray.core.chunks import Chunk
 
 
 @dataclass(frozen=True)
@@ -30,21 +32,16 @@ class ParamFailure:
         return cls(**data)
 
 
-@dataclass
-class ChunkResult:
-    """What one execution of a chunk produced.
+@dataclass(frozen=True)
+class ChunkResult(Chunk):
+    """What one execution of a chunk produced: the chunk (its identity and indices) and
+    its outcome.
 
-    ``values[k]`` belongs to ``indices[k]``; for a failed index the value is None and
+    ``values[k]`` belongs to the k-th index; for a failed index the value is None and
     ``failures`` holds why. ``compute_s`` is the time spent in the loop over parameters.
     """
 
-    run_id: str
-    chunk_id: str
-    lo: int
-    hi: int
-    indices: tuple[int, ...] | None
-    attempt: int
-    values: list[Any]
+    values: list[Any] = field(default_factory=list)
     failures: list[ParamFailure] = field(default_factory=list)
     compute_s: float = 0.0
     node: str = ""
@@ -54,12 +51,10 @@ class ChunkResult:
     # the chunk to find the parameter that kills its worker.
     lost: str = ""
 
-    def iter_indices(self):
-        return iter(range(self.lo, self.hi) if self.indices is None else self.indices)
-
-    @property
-    def size(self) -> int:
-        return len(self.values)
+    @classmethod
+    def of(cls, chunk: Chunk, **outcome: Any) -> ChunkResult:
+        """The result of ``chunk`` with the given outcome fields."""
+        return cls(**{f.name: getattr(chunk, f.name) for f in fields(Chunk)}, **outcome)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -88,11 +88,15 @@ class Runner:
         self._last_progress_log = 0.0
 
     def batches(self) -> Iterator[Batch]:
-        """Run the sweep, yielding each chunk's newly final results."""
+        """Run the sweep, yielding each chunk's newly final results. The backend is open
+        for exactly as long as this generator runs (closing it early releases it)."""
         t0 = time.monotonic()
         lifecycle(log, "starting", f"starting {self.backend.name} backend", run_id=self.run_id)
-        self.backend.start(self.fn, self.space, self.run_id)
-        self.summary.startup_s = time.monotonic() - t0
+        with self.backend.open(self.fn, self.space, self.run_id):
+            self.summary.startup_s = time.monotonic() - t0
+            yield from self._run()
+
+    def _run(self) -> Iterator[Batch]:
         capacity = max(1, self.backend.capacity)
         planner = ChunkPlanner(
             self.run_id,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from ttg_ray.errors import TtgError, UsageError
+from ttg_ray.cli.exits import run_main
+from ttg_ray.errors import UsageError
 from ttg_ray.kube import k8s, render, submit
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     own, sweep = _split_sweep(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
-    try:
-        return _dispatch(args, sweep)
-    except TtgError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+    return run_main(lambda: _dispatch(args, sweep))
 
 
 if __name__ == "__main__":

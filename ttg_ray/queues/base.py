@@ -9,7 +9,9 @@ run id inside the message. Results always go to a per-run channel.
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -33,16 +35,12 @@ class Delivery:
     """A task message handed to one consumer; ack, nack or dead-letter it exactly once.
 
     ``deliveries`` counts how often the broker has handed it out (1 the first time).
-    ``quarantined`` is set when consume() finds it delivered too often: the caller must
-    not run it, but report it and then dead-letter it (in that order, so a consumer that
-    dies in between leaves it to be quarantined again, never lost).
     """
 
     id: Any
     body: bytes
     deliveries: int = 1
     consumer: str = ""
-    quarantined: str = ""
 
 
 @dataclass
@@ -62,50 +60,23 @@ class QueueStats:
         return dict(self.__dict__)
 
 
-class QueueAdapter(ABC):
-    """One connection to a broker, bound to one namespace of task queues.
+class TaskQueue(ABC):
+    """The task side of a namespace: publish chunks, hand them to consumers, settle them.
 
-    Delivery is at least once: a message consumed and never acked (its consumer died)
-    is handed out again, with ``deliveries`` counting up; once that exceeds
-    ``max_deliveries`` the message is dead-lettered instead of looping forever.
+    Delivery is at least once: a message consumed and never acked (its consumer died) is
+    handed out again, with ``deliveries`` counting up. How often is too often is the
+    consumer's policy (see Quarantine), not the queue's.
     """
-
-    name = "?"
-
-    def __init__(
-        self,
-        url: str,
-        namespace: str | None = None,
-        *,
-        visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
-        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-        connect_timeout_s: float = 5.0,
-    ):
-        self.url = url
-        self.namespace = namespace
-        self.visibility_timeout_s = visibility_timeout_s
-        self.max_deliveries = max_deliveries
-        self.connect_timeout_s = connect_timeout_s
-
-    def consume(self, consumer: str, timeout_s: float, count: int = 1) -> list[Delivery]:
-        """Up to ``count`` messages for ``consumer``, waiting up to ``timeout_s`` for
-        one. Messages abandoned by dead consumers come first (reclaim)."""
-        deliveries = self.reclaim(consumer, count) or self._fetch(consumer, timeout_s, count)
-        for delivery in deliveries:
-            if delivery.deliveries > self.max_deliveries:
-                delivery.quarantined = (
-                    f"delivered {delivery.deliveries} times and never acknowledged: its "
-                    f"worker died each time (limit {self.max_deliveries})"
-                )
-        return deliveries
 
     @abstractmethod
     def publish(self, body: bytes) -> None:
         """Add a task message to the namespace's queue, durably (confirmed)."""
 
     @abstractmethod
-    def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
-        """New messages for ``consumer``."""
+    def consume(self, consumer: str, timeout_s: float, count: int = 1) -> list[Delivery]:
+        """Up to ``count`` messages for ``consumer``, waiting up to ``timeout_s`` for one.
+        Messages abandoned by dead consumers come first: Redis takes them over once idle
+        past the visibility timeout; RabbitMQ hands them back by itself."""
 
     @abstractmethod
     def ack(self, delivery: Delivery) -> None:
@@ -120,16 +91,12 @@ class QueueAdapter(ABC):
         """Move the message to the dead letters with ``reason``; it is never run."""
 
     @abstractmethod
-    def reclaim(self, consumer: str, count: int = 1) -> list[Delivery]:
-        """Take over up to ``count`` messages whose consumer died (idle past the
-        visibility timeout)."""
-
-    def touch(self, deliveries: list[Delivery]) -> None:  # noqa: B027 (optional hook)
+    def touch(self, deliveries: list[Delivery]) -> None:
         """Keep a long-running consumer's claim alive (and its connection serviced)."""
 
-    @abstractmethod
-    def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
-        """The dead-lettered messages of the namespace, with their reasons (peek)."""
+
+class ResultChannel(ABC):
+    """The per-run channel on which workers send chunk results back to the driver."""
 
     @abstractmethod
     def publish_result(self, run_id: str, body: bytes) -> None:
@@ -139,18 +106,46 @@ class QueueAdapter(ABC):
     def consume_results(self, run_id: str, timeout_s: float, count: int = 100) -> list[bytes]:
         """Take (and remove) up to ``count`` result messages, waiting up to ``timeout_s``."""
 
-    @abstractmethod
-    def depth(self, run_id: str | None = None) -> QueueStats:
-        """Counts for the namespace and, when given, the run's result channel."""
+
+class QueueAdmin(ABC):
+    """Creating, inspecting and removing a namespace's queues (driver and monitor)."""
 
     @abstractmethod
     def declare(self, run_id: str | None = None) -> None:
         """Create the namespace's queues (and the run's result channel) if missing."""
 
     @abstractmethod
+    def depth(self, run_id: str | None = None) -> QueueStats:
+        """Counts for the namespace and, when given, the run's result channel."""
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
+        """The dead-lettered messages of the namespace, with their reasons (peek)."""
+
+    @abstractmethod
     def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
         """Delete the namespace's queues (unless ``queues`` is False, as for the shared
         namespace other runs use) and, when given, the run's result channel."""
+
+
+class QueueAdapter(TaskQueue, ResultChannel, QueueAdmin):
+    """One connection to a broker, bound to one namespace: one adapter per broker serves
+    the three jobs, so a worker needs one connection, not three."""
+
+    name = "?"
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str | None = None,
+        *,
+        visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
+        connect_timeout_s: float = 5.0,
+    ):
+        self.url = url
+        self.namespace = namespace
+        self.visibility_timeout_s = visibility_timeout_s
+        self.connect_timeout_s = connect_timeout_s
 
     @abstractmethod
     def close(self) -> None:
@@ -162,6 +157,25 @@ class QueueAdapter(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """The consumer's rule for a chunk that keeps killing its workers: delivered more than
+    ``max_deliveries`` times, it must not run again. The consumer reports it, then
+    dead-letters it (in that order, so a consumer that dies in between leaves it to be
+    quarantined again, never lost)."""
+
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+
+    def reason(self, delivery: Delivery) -> str:
+        """Why ``delivery`` must not run, or '' when it may."""
+        if delivery.deliveries <= self.max_deliveries:
+            return ""
+        return (
+            f"delivered {delivery.deliveries} times and never acknowledged: its "
+            f"worker died each time (limit {self.max_deliveries})"
+        )
 
 
 T = TypeVar("T")
@@ -178,8 +192,10 @@ def open_adapter(name: str, url: str, namespace: str | None = None, **kwargs: An
 
 
 def call_through_outage(op: Callable[[], T], timeout_s: float, log: logging.Logger) -> T:
-    """``op()``, retried with backoff while the broker is unavailable (restarting), until
-    ``timeout_s`` has passed; then the last BackendUnavailable is raised."""
+    """``op()``, retried with jittered backoff while the broker is unavailable (restarting),
+    until ``timeout_s`` has passed; then the last BackendUnavailable is raised. The
+    clients' own retries cover a blip within one call; this loop covers a broker that is
+    down for seconds, across calls, and reconnects."""
     deadline = time.monotonic() + timeout_s
     delay = 0.1
     while True:
@@ -188,6 +204,13 @@ def call_through_outage(op: Callable[[], T], timeout_s: float, log: logging.Logg
         except BackendUnavailable as err:
             if time.monotonic() > deadline:
                 raise
-            log.warning("broker unavailable, retrying in %.1f s: %s", delay, err)
-            time.sleep(delay)
+            # Jitter, so the workers of a restarted broker do not come back in lockstep.
+            pause_s = delay * random.uniform(0.5, 1.0)
+            log.warning("broker unavailable, retrying in %.1f s: %s", pause_s, err)
+            time.sleep(pause_s)
             delay = min(2.0, delay * 2)
+
+
+def outage_guard(timeout_s: float, log: logging.Logger) -> Callable[[Callable[[], T]], T]:
+    """A caller that runs ``op()`` through broker outages of up to ``timeout_s``."""
+    return functools.partial(call_through_outage, timeout_s=timeout_s, log=log)

@@ -70,6 +70,9 @@ class MemoryAdapter(QueueAdapter):
             self._ns.ready.append((next(self._hub.ids), body, 0))
             self._hub.cond.notify_all()
 
+    def consume(self, consumer: str, timeout_s: float, count: int = 1) -> list[Delivery]:
+        return self._reclaim(consumer, count) or self._fetch(consumer, timeout_s, count)
+
     def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
         deadline = time.monotonic() + timeout_s
         with self._hub.cond:
@@ -113,7 +116,7 @@ class MemoryAdapter(QueueAdapter):
             self._ns.pending.pop(delivery.id, None)
             self._ns.dlq.append((delivery.body, reason))
 
-    def reclaim(self, consumer: str, count: int = 1) -> list[Delivery]:
+    def _reclaim(self, consumer: str, count: int) -> list[Delivery]:
         with self._hub.cond:
             cutoff = time.monotonic() - self.visibility_timeout_s
             stale = [(k, p) for k, p in self._ns.pending.items() if p.since < cutoff][:count]

@@ -142,7 +142,8 @@ class RabbitAdapter(QueueAdapter):
         with self._guard():
             self._send(self.tasks_queue, body)
 
-    def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
+    def consume(self, consumer: str, timeout_s: float, count: int = 1) -> list[Delivery]:
+        # A dead consumer's unacked messages come back from RabbitMQ itself: nothing to reclaim.
         with self._guard():
             ch = self._channel()
             if not self._consuming_tasks:
@@ -194,9 +195,6 @@ class RabbitAdapter(QueueAdapter):
         with self._guard():
             self._send(self.dlq_queue, delivery.body, headers=headers)
             self._settle(delivery)
-
-    def reclaim(self, consumer: str, count: int = 1) -> list[Delivery]:
-        return []  # RabbitMQ redelivers a dead consumer's messages by itself
 
     def touch(self, deliveries: list[Delivery]) -> None:
         with self._guard():

@@ -74,10 +74,7 @@ class RedisStreamsAdapter(QueueAdapter):
         try:
             yield
         except redis.AuthenticationError as err:
-            raise BackendUnavailable(
-                f"Redis at {mask_url(self.url)} rejected the credentials ({err}); "
-                "check the password in --redis-url / TTG_REDIS_URL"
-            ) from err
+            raise self._credentials_refused(err) from err
         except (redis.ConnectionError, redis.TimeoutError) as err:
             raise BackendUnavailable(
                 f"cannot reach Redis at {mask_url(self.url)}: {err}; "
@@ -85,11 +82,22 @@ class RedisStreamsAdapter(QueueAdapter):
             ) from err
         except redis.ResponseError as err:
             if any(word in str(err) for word in ("NOAUTH", "WRONGPASS", "AUTH")):
-                raise BackendUnavailable(
-                    f"Redis at {mask_url(self.url)} rejected the credentials ({err}); "
-                    "check the password in --redis-url / TTG_REDIS_URL"
-                ) from err
+                raise self._credentials_refused(err) from err
             raise
+
+    def _credentials_refused(self, err: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Redis at {mask_url(self.url)} rejected the credentials ({err}); "
+            "check the password in --redis-url / TTG_REDIS_URL"
+        )
+
+    def _forget_group(self, err: redis.ResponseError) -> None:
+        """After NOGROUP (the stream was purged), recreate the group on next use; any
+        other error is raised."""
+        if "NOGROUP" not in str(err):
+            raise err
+        self._group_ready = False
+        self._known_consumers.clear()
 
     def results_key(self, run_id: str) -> str:
         return f"ttg:results:{run_id}"
@@ -119,6 +127,9 @@ class RedisStreamsAdapter(QueueAdapter):
         if self.namespace:
             pipe.expire(key, KEY_TTL_S)
 
+    def consume(self, consumer: str, timeout_s: float, count: int = 1) -> list[Delivery]:
+        return self._reclaim(consumer, count) or self._fetch(consumer, timeout_s, count)
+
     def _fetch(self, consumer: str, timeout_s: float, count: int) -> list[Delivery]:
         with self._guard():
             if not self._group_ready:
@@ -134,10 +145,7 @@ class RedisStreamsAdapter(QueueAdapter):
                     GROUP, consumer, {self.tasks_key: ">"}, count=count, block=block_ms
                 )
             except redis.ResponseError as err:
-                if "NOGROUP" not in str(err):
-                    raise
-                self._group_ready = False  # the stream was purged; recreate it next time
-                self._known_consumers.clear()
+                self._forget_group(err)
                 return []
         return [
             Delivery(id=entry_id, body=fields.get(b"body", b""), consumer=consumer)
@@ -185,7 +193,7 @@ class RedisStreamsAdapter(QueueAdapter):
             pipe.xdel(self.tasks_key, delivery.id)
             pipe.execute()
 
-    def reclaim(self, consumer: str, count: int = 1) -> list[Delivery]:
+    def _reclaim(self, consumer: str, count: int) -> list[Delivery]:
         # XAUTOCLAIM scans the pending list; a few times per visibility timeout is plenty
         now = time.monotonic()
         if now - self._last_reclaim < min(1.0, self.visibility_timeout_s / 3):
@@ -201,9 +209,7 @@ class RedisStreamsAdapter(QueueAdapter):
                     count=count,
                 )
             except redis.ResponseError as err:
-                if "NOGROUP" not in str(err):
-                    raise
-                self._group_ready = False
+                self._forget_group(err)
                 return []
             claimed, deleted = reply[1], reply[2] if len(reply) > 2 else []
             if deleted:
