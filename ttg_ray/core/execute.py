@@ -10,6 +10,7 @@ from typing import Any
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.core.summary import ValueStats
 
 
 def run_chunk(
@@ -54,6 +55,7 @@ def run_chunk(
         values=values,
         failures=failures,
         compute_s=time.perf_counter() - started,
+        stats=ValueStats.of(values),
         node=node,
         worker=worker,
     )

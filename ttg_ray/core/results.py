@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.summary import ValueStats
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class ChunkResult(Chunk):
     # the chunk (after the backend's own retries): the reason. The runner then splits
     # the chunk to find the parameter that kills its worker.
     lost: str = ""
+    # Statistics of the numeric values, computed where the chunk ran (None: not known).
+    stats: ValueStats | None = None
 
     @classmethod
     def of(cls, chunk: Chunk, **outcome: Any) -> ChunkResult:
@@ -59,6 +63,8 @@ class ChunkResult(Chunk):
     def to_dict(self) -> dict:
         data = asdict(self)
         data["indices"] = list(self.indices) if self.indices is not None else None
+        if not _finite_stats(self.stats):  # JSON has no inf/nan: the driver recomputes
+            data["stats"] = None
         return data
 
     @classmethod
@@ -66,4 +72,17 @@ class ChunkResult(Chunk):
         data = dict(data)
         data["indices"] = tuple(data["indices"]) if data.get("indices") is not None else None
         data["failures"] = [ParamFailure.from_dict(f) for f in data.get("failures", [])]
+        stats = data.get("stats")
+        data["stats"] = (
+            ValueStats(stats["count"], tuple(stats["partials"]), stats["low"], stats["high"])
+            if stats
+            else None
+        )
         return cls(**data)
+
+
+def _finite_stats(stats: ValueStats | None) -> bool:
+    if stats is None:
+        return False
+    numbers = (*stats.partials, stats.low or 0, stats.high or 0)
+    return all(isinstance(x, int) or math.isfinite(x) for x in numbers)

@@ -21,7 +21,7 @@ from ttg_ray.core.events import lifecycle
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
-from ttg_ray.core.summary import Summary
+from ttg_ray.core.summary import Summary, ValueStats
 from ttg_ray.engine.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class Batch:
     indices: Sequence[int]  # of the successes; a range on the fast path
     values: list[Any]
     failures: list[ParamFailure] = field(default_factory=list)
+    stats: ValueStats | None = None  # of ``values``, when the worker computed them
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class Runner:
         fast = not result.failures and result.indices is None
         if fast and not self.ledger.overlaps(result.lo, result.hi):
             self.ledger.add_range(result.lo, result.hi)
-            return Batch(range(result.lo, result.hi), result.values)
+            return Batch(range(result.lo, result.hi), result.values, stats=result.stats)
         return self._sort_out(chunk, result)
 
     def _sort_out(self, chunk: Chunk, result: ChunkResult) -> Batch:
@@ -237,7 +238,10 @@ class Runner:
         s.failed += len(batch.failures)
         s.processed += len(batch.values) + len(batch.failures)
         s.failed_indices.extend(f.index for f in batch.failures)
-        s.add_values(batch.values)
+        if batch.stats is not None:
+            s.add_stats(batch.stats)
+        else:
+            s.add_values(batch.values)
         if self.store is not None:
             self.store.write(self._successes(batch), batch.failures)
 
