@@ -34,3 +34,20 @@ def test_lost_chunk_blames_every_parameter_and_says_why():
     result = lost_chunk(Chunk("r", "c1", 0, 3), ParamRange(5), "WorkerCrashedError", "died")
     assert result.lost == "died" and result.values == [None] * 3
     assert [f.index for f in result.failures] == [0, 1, 2]
+
+
+def test_a_parameter_raising_stop_iteration_fails_alone():
+    def stops_at_two(x):
+        if x == 2:
+            raise StopIteration
+        return x
+
+    result = run_chunk(stops_at_two, ParamRange(5), Chunk("r", "c", 0, 5))
+    assert result.values == [0, 1, None, 3, 4]
+    assert [(f.index, f.type) for f in result.failures] == [(2, "StopIteration")]
+
+
+def test_the_last_parameter_failing_ends_the_chunk():
+    result = run_chunk(lambda x: 1 / (x - 3), ParamRange(4), Chunk("r", "c", 0, 4))
+    assert [f.index for f in result.failures] == [3]
+    assert result.values[:3] == [-1 / 3, -1 / 2, -1.0] and result.values[3] is None

@@ -33,23 +33,34 @@ def run_chunk(
     values: list[Any] = []
     failures: list[ParamFailure] = []
     started = time.perf_counter()
-    for index, param in zip(indices, params):
+    remaining = iter(params)
+    size = len(indices)
+    while True:
+        # map() in C for the common case; a parameter that raises is recorded and the
+        # same iterator goes on after it (extend keeps the values it already took).
         try:
-            values.append(fn(param))
+            values.extend(map(fn, remaining))
+            if len(values) == size:
+                break
+            # map() ended early: the function raised StopIteration, which ends a map
+            raise StopIteration(f"{_name(fn)} raised StopIteration")
         except KeyboardInterrupt:
             raise
         except BaseException as err:  # SystemExit too: one parameter must not end the loop
+            index = indices[len(values)]
             values.append(None)
             failures.append(
                 ParamFailure(
                     index=index,
-                    param=param,
+                    param=space[index],
                     type=type(err).__name__,
                     message=str(err),
                     traceback=traceback.format_exc(),
                     attempts=chunk.attempt,
                 )
             )
+            if len(values) == size:
+                break
     return ChunkResult.of(
         chunk,
         values=values,
@@ -74,3 +85,7 @@ def lost_chunk(chunk: Chunk, space: Space, kind: str, message: str) -> ChunkResu
         failures=failures,
         lost=message,
     )
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
