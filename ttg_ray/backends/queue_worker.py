@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ttg_ray.config import WorkerContext
+from ttg_ray.config import SigningConfig, WorkerContext
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.functions import Allowlist, FunctionRef
 from ttg_ray.core.messages import MAX_BODY_BYTES, TaskMessage, decode_task, encode_result, is_json
 from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.core.signing import keyring_from
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
@@ -59,6 +60,7 @@ class QueueWorker:
         self.id = self.context.worker_id
         self.node = self.context.node_name or self.context.hostname
         self.allowlist = Allowlist(settings.allow_modules)
+        self.keys = keyring_from(SigningConfig.from_env())
         self.stopping = False
         self.abandon = False
         self.chunks_done = 0
@@ -84,6 +86,9 @@ class QueueWorker:
 
     def run(self) -> int:
         lifecycle(log, "running", f"worker {self.id} consuming", run_id=self.settings.namespace)
+        log.info(
+            "message signing %s", f"on, key {self.keys.active}" if self.keys.enabled else "off"
+        )
         idle_since = time.monotonic()
         while not self.stopping and not self._orphaned():
             deliveries = self._call(lambda: self.queue.consume(self.id, timeout_s=0.5))
@@ -105,7 +110,7 @@ class QueueWorker:
             return
         message: TaskMessage | None = None
         try:
-            message = decode_task(delivery.body)
+            message = decode_task(self.keys.open(delivery.body, "task"))
             self.allowlist.check(message.fn)
             fn = self._resolve(message.fn)
         except (BadMessage, InvalidFunction) as err:
@@ -153,7 +158,7 @@ class QueueWorker:
         """Tell the driver the chunk is lost, then dead-letter it (see Delivery)."""
         log.error("quarantined a chunk: %s", delivery.quarantined)
         try:
-            message = decode_task(delivery.body)
+            message = decode_task(self.keys.open(delivery.body, "task"))
         except BadMessage:
             message = None
         if message is not None:
@@ -166,6 +171,7 @@ class QueueWorker:
     def _publish(self, result: ChunkResult, message: TaskMessage | None = None) -> None:
         log.debug("chunk %s done (%d values, lost=%r)", result.chunk_id, result.size, result.lost)
         body = self._encode(result, message) if message is not None else encode_result(result)
+        body = self.keys.seal(body, "result")
         self._call(lambda: self.queue.publish_result(result.run_id, body))
         log.debug("published the result of chunk %s", result.chunk_id)
 
