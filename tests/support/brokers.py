@@ -21,10 +21,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 # The Redis rights of the ttg user (README "Security"; kuberay/redis.yaml): its own keys,
-# no channels, and only the commands the adapter sends.
+# no channels, and only the commands the adapter sends (ZRANGEBYSCORE, ZREM and XADD
+# also inside its EVALSHA script, where ACLs apply too).
 REDIS_ACL_RULES = (
-    "resetkeys ~ttg:* resetchannels -@all +@stream +@sortedset "
-    "+get +incr +del +expire +ping +echo +multi +exec +evalsha +script|load"
+    "resetkeys ~ttg:* resetchannels -@all +ping +echo +multi +exec +evalsha +script|load "
+    "+get +incrby +del +expire +xadd +xread +xreadgroup +xack +xdel +xlen +xrange "
+    "+xautoclaim +xclaim +xpending +xinfo|consumers +xgroup|create +xgroup|createconsumer "
+    "+zadd +zrem +zrangebyscore +zcard"
 )
 # The RabbitMQ rights of the ttg user on vhost ttg: configure, write, read. Publishing
 # through the default exchange (tasks, retries, dead letters, results) needs write on
@@ -124,6 +127,7 @@ class TlsRedis:
     def __init__(self, pki: Pki, directory: Path):
         self.pki, self.dir, self.port = pki, directory, free_port()
         self.password = secrets.token_hex(16)
+        self.admin_password = secrets.token_hex(16)  # for the test to read ACL LOG
         self.proc: subprocess.Popen | None = None
 
     def url(self, ca: Path | None = None, client_cert: bool = True) -> str:
@@ -147,6 +151,7 @@ class TlsRedis:
             f"tls-key-file {self.pki.server_key}\ntls-ca-cert-file {self.pki.ca}\n"
             "tls-auth-clients yes\nuser default off\n"
             f"user {TTG_USER} on >{self.password} {REDIS_ACL_RULES}\n"
+            f"user admin on >{self.admin_password} ~* &* +@all\n"
         )
         self.proc = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL)
         wait_for(

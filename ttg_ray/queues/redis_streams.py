@@ -89,6 +89,11 @@ class RedisStreamsAdapter(QueueAdapter):
                 f"cannot reach Redis at {mask_url(self.url)}: {err}; "
                 "start redis-server or pass --redis-url / TTG_REDIS_URL"
             ) from err
+        except redis.exceptions.NoPermissionError as err:
+            raise BackendUnavailable(
+                f"the Redis user of {mask_url(self.url)} lacks a right ({err}); grant it the "
+                "ACL rules in the README's Security section"
+            ) from err
         except redis.ResponseError as err:
             if any(word in str(err) for word in ("NOAUTH", "WRONGPASS", "AUTH")):
                 raise BackendUnavailable(
