@@ -21,6 +21,7 @@ import pytest
 import redis
 from conftest import missing_service
 from support.brokers import (
+    RABBIT_PERMISSIONS,
     REDIS_ACL_RULES,
     TlsRabbit,
     TlsRedis,
@@ -129,10 +130,17 @@ def test_sweep_over_tls_as_the_least_privileged_user(request, backend, how, pki,
         assert {"xclaim", "xautoclaim", "evalsha", "xreadgroup"} <= commands_run(server)
 
 
-def test_the_documented_redis_rights_are_the_tested_ones():
+def test_the_documented_rights_are_the_tested_ones():
     root = Path(__file__).resolve().parents[1]
-    assert REDIS_ACL_RULES in (root / "README.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert REDIS_ACL_RULES in readme
     assert REDIS_ACL_RULES in (root / "kuberay" / "redis.yaml").read_text()
+    rabbit = (root / "kuberay" / "rabbitmq.yaml").read_text()
+    quoted = " ".join(f"'{regex}'" for regex in RABBIT_PERMISSIONS)
+    assert f"set_permissions -p ttg ttg-worker {quoted}" in rabbit
+    assert f"set_permissions -p ttg ttg {quoted}" in readme
+    workers = (root / "kuberay" / "queue-workers.yaml").read_text()
+    assert workers.count("name: ttg-signing-key") == 2  # signing on for both brokers
 
 
 @pytest.mark.parametrize("backend", BROKERS)
