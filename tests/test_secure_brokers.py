@@ -32,8 +32,9 @@ from support.brokers import (
 import ttg_ray
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef
-from ttg_ray.core.messages import encode_task
+from ttg_ray.core.messages import encode_result, encode_task
 from ttg_ray.core.params import ParamRange
+from ttg_ray.core.results import ChunkResult
 from ttg_ray.core.signing import Keyring
 from ttg_ray.queues import open_adapter
 from ttg_ray.workloads import seed_placeholder
@@ -177,7 +178,8 @@ def test_forged_tasks_are_dead_lettered_while_a_signed_sweep_completes(
 ):
     server = broker(request, backend)
     tls_env(monkeypatch, pki)
-    monkeypatch.setenv("TTG_SIGNING_KEY", f"live:{secrets.token_hex(24)}")
+    keys = Keyring.parse(f"live:{secrets.token_hex(24)}")
+    monkeypatch.setenv("TTG_SIGNING_KEY", f"live:{keys.keys['live'].decode()}")
     url, n = server.url(), 200
     queue = open_adapter(backend, url)  # the shared namespace external workers consume
     queue.declare()
@@ -193,6 +195,10 @@ def test_forged_tasks_are_dead_lettered_while_a_signed_sweep_completes(
     }
     for body in forgeries.values():
         queue.publish(body)
+    # A genuinely signed result of an earlier run, replayed onto this run's channel.
+    replayed = ChunkResult("an-earlier-run", "c000000", 0, 20, None, 1, [-1.0] * 20)
+    queue.declare(run_id)
+    queue.publish_result(run_id, keys.seal(encode_result(replayed), "result"))
     workers = [start_worker(backend, url, f"{run_id}-ext{k}") for k in range(2)]
     try:
         result = ttg_ray.compute(

@@ -109,7 +109,12 @@ class QueueBackend(Backend):
         results = []
         for body in bodies:
             try:
-                results.append(decode_result(self.keys.open(body, "result")))
+                result = decode_result(self.keys.open(body, "result"))
+                if result.run_id != self.run_id:  # a replayed result of another run
+                    raise BadMessage(
+                        f"a result of run {result.run_id} on run {self.run_id}'s channel"
+                    )
+                results.append(result)
                 log.debug("result of chunk %s", results[-1].chunk_id)
             except BadMessage as err:
                 log.error("dropping an unreadable result message: %s", err)
