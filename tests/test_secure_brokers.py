@@ -126,6 +126,11 @@ def test_sweep_over_tls_as_the_least_privileged_user(request, backend, how, pki,
     )
     assert result.values == [seed_placeholder(i, 0) for i in range(n)]
     assert result.summary.failed == 0
+    monitor = [sys.executable, "-m", "ttg_ray.monitor", "--backend", backend, "--once", "--json"]
+    env = {**os.environ, URL_VAR[backend]: url}
+    snapshot = subprocess.run(monitor, env=env, capture_output=True, text=True, timeout=60)
+    assert snapshot.returncode == 0, snapshot.stderr[-2000:]
+    assert "waiting" in json.loads(snapshot.stdout)
     if backend == "redis":
         assert acl_denials(server) == []  # every right the sweep used was granted
         assert {"xclaim", "xautoclaim", "evalsha", "xreadgroup"} <= commands_run(server)
