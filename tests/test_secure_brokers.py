@@ -204,6 +204,9 @@ def test_forged_tasks_are_dead_lettered_while_a_signed_sweep_completes(
     replayed = ChunkResult("an-earlier-run", "c000000", 0, 20, None, 1, [-1.0] * 20)
     queue.declare(run_id)
     queue.publish_result(run_id, keys.seal(encode_result(replayed), "result"))
+    # And a forged, unsigned result for the sweep's second chunk.
+    forged = ChunkResult(run_id, "c000001", 20, 40, None, 1, [-1.0] * 20)
+    queue.publish_result(run_id, encode_result(forged))
     workers = [start_worker(backend, url, f"{run_id}-ext{k}") for k in range(2)]
     try:
         result = ttg_ray.compute(
