@@ -73,9 +73,7 @@ class QueueBackend(Backend):
         self.queue = open_adapter(self.adapter_name, self.url, self.namespace, connect_timeout_s=3)
         self.queue.declare(run_id)
         log.info("%s at %s, run %s", self.name, mask_url(self.url), run_id)
-        log.info(
-            "message signing %s", f"on, key {self.keys.active}" if self.keys.enabled else "off"
-        )
+        log.info("message signing %s", self.keys.describe())
         if not self.options.external_workers:
             for _ in range(self.capacity):
                 self._spawn()

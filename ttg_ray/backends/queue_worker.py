@@ -86,9 +86,7 @@ class QueueWorker:
 
     def run(self) -> int:
         lifecycle(log, "running", f"worker {self.id} consuming", run_id=self.settings.namespace)
-        log.info(
-            "message signing %s", f"on, key {self.keys.active}" if self.keys.enabled else "off"
-        )
+        log.info("message signing %s", self.keys.describe())
         idle_since = time.monotonic()
         while not self.stopping and not self._orphaned():
             deliveries = self._call(lambda: self.queue.consume(self.id, timeout_s=0.5))

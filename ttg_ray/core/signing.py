@@ -54,6 +54,10 @@ class Keyring:
     def enabled(self) -> bool:
         return self.active is not None
 
+    def describe(self) -> str:
+        """'on, key <id>' or 'off', for the log; never the secret."""
+        return f"on, key {self.active}" if self.enabled else "off"
+
     def seal(self, body: bytes, purpose: str) -> bytes:
         """``body`` with its signature header; unchanged when signing is off."""
         if self.active is None:

@@ -328,6 +328,6 @@ def _tls_kwargs(url: str) -> dict[str, str]:
     if not url.startswith("rediss://"):
         return {}
     tls = TlsFiles.from_env()
-    pairs = (("ssl_ca_certs", tls.ca_file), ("ssl_certfile", tls.cert_file))
-    pairs += (("ssl_keyfile", tls.key_file),)
-    return {name: path for name, path in pairs if path}
+    files = {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file}
+    files["ssl_keyfile"] = tls.key_file
+    return {name: path for name, path in files.items() if path}
