@@ -61,8 +61,10 @@ def test_sweep_arguments_after_dashdash_become_a_quoted_entrypoint(capsys, crd_s
 def test_rendered_secrets_are_random_and_valid(capsys):
     first, second = _render(capsys, "secrets"), _render(capsys, "secrets")
     assert [s["metadata"]["name"] for s in first] == [
-        render.AUTH_SECRET, "ttg-redis-auth", "ttg-rabbitmq-auth",
+        render.AUTH_SECRET, "ttg-redis-auth", "ttg-rabbitmq-auth", "ttg-signing-key",
     ]  # fmt: skip
+    signing = first[-1]["stringData"]["signing_key"]
+    assert signing.startswith("k1:") and signing != second[-1]["stringData"]["signing_key"]
     for secret in first:
         assert core_problems(secret, K8S_VERSION) == []
     assert first[0]["stringData"]["auth_token"] != second[0]["stringData"]["auth_token"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from ttg_ray.errors import UsageError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -51,6 +54,49 @@ class BrokerConfig:
     def url_for(self, backend: str) -> str:
         """The URL of the broker that ``backend`` ('redis' or 'rabbitmq') uses."""
         return self.redis_url if backend == "redis" else self.amqp_url
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """The shared message-signing keys: TTG_SIGNING_KEY, else the file named by
+    TTG_SIGNING_KEY_FILE (a mounted Kubernetes Secret), else none (signing off).
+    Parsed by ttg_ray.core.signing.Keyring.parse; never logged or shown."""
+
+    text: str = field(default="", repr=False)
+    source: str = "TTG_SIGNING_KEY"
+
+    @classmethod
+    def from_env(cls) -> SigningConfig:
+        if os.environ.get("TTG_SIGNING_KEY"):
+            return cls(os.environ["TTG_SIGNING_KEY"], "TTG_SIGNING_KEY")
+        path = os.environ.get("TTG_SIGNING_KEY_FILE")
+        if not path:
+            return cls()
+        try:
+            return cls(Path(path).read_text(), f"TTG_SIGNING_KEY_FILE ({path})")
+        except OSError as err:
+            raise UsageError(
+                f"cannot read the signing key file {path} ({err.strerror}); fix "
+                "TTG_SIGNING_KEY_FILE or mount the Secret there"
+            ) from err
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """CA, client certificate and key for rediss:// and amqps:// URLs that do not name
+    their own: TTG_TLS_CA_FILE, TTG_TLS_CERT_FILE, TTG_TLS_KEY_FILE (PEM paths)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @classmethod
+    def from_env(cls) -> TlsFiles:
+        return cls(
+            ca_file=os.environ.get("TTG_TLS_CA_FILE") or None,
+            cert_file=os.environ.get("TTG_TLS_CERT_FILE") or None,
+            key_file=os.environ.get("TTG_TLS_KEY_FILE") or None,
+        )
 
 
 @dataclass(frozen=True)

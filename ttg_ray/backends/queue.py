@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttg_ray.backends.base import Backend, BackendOptions
-from ttg_ray.config import BrokerConfig, child_env, mask_url
+from ttg_ray.config import BrokerConfig, SigningConfig, child_env, mask_url
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef, ref_of
 from ttg_ray.core.messages import decode_result, encode_task
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
+from ttg_ray.core.signing import keyring_from
 from ttg_ray.errors import BackendUnavailable, BadMessage
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
@@ -83,10 +84,12 @@ class QueueBackend(Backend):
         self.space = space
         self.run_id = run_id
         self.url = self.broker_url()
+        self.keys = keyring_from(SigningConfig.from_env())  # workers inherit the same env
         self.namespace = None if self.options.external_workers else run_id
         self.queue = open_adapter(self.adapter_name, self.url, self.namespace, connect_timeout_s=3)
         self.queue.declare(run_id)
         log.info("%s at %s, run %s", self.name, mask_url(self.url), run_id)
+        log.info("message signing %s", self.keys.describe())
         if not self.options.external_workers:
             for _ in range(self.capacity):
                 self._spawn()
@@ -111,7 +114,7 @@ class QueueBackend(Backend):
 
     def submit(self, chunk: Chunk) -> None:
         log.debug("submitting chunk %s", chunk.chunk_id)
-        body = encode_task(chunk, self.space, self.ref)
+        body = self.keys.seal(encode_task(chunk, self.space, self.ref), "task")
         self._call(lambda: self.queue.publish(body))
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
@@ -120,7 +123,12 @@ class QueueBackend(Backend):
         results = []
         for body in bodies:
             try:
-                results.append(decode_result(body))
+                result = decode_result(self.keys.open(body, "result"))
+                if result.run_id != self.run_id:  # a replayed result of another run
+                    raise BadMessage(
+                        f"a result of run {result.run_id} on run {self.run_id}'s channel"
+                    )
+                results.append(result)
                 log.debug("result of chunk %s", results[-1].chunk_id)
             except BadMessage as err:
                 log.error("dropping an unreadable result message: %s", err)

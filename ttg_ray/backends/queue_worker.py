@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ttg_ray.config import WorkerContext
+from ttg_ray.config import SigningConfig, WorkerContext
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.functions import Allowlist, FunctionRef
 from ttg_ray.core.messages import TaskMessage, decode_task, encode_reply, encode_result
 from ttg_ray.core.results import ChunkResult
+from ttg_ray.core.signing import keyring_from
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
@@ -61,6 +62,7 @@ class QueueWorker:
         self.node = self.context.node_name or self.context.hostname
         self.allowlist = Allowlist(settings.allow_modules)
         self.quarantine = Quarantine(max_deliveries=settings.max_retries + 1)
+        self.keys = keyring_from(SigningConfig.from_env())
         self.stopping = False
         self.abandon = False
         self.chunks_done = 0
@@ -85,6 +87,7 @@ class QueueWorker:
 
     def run(self) -> int:
         lifecycle(log, "running", f"worker {self.id} consuming", run_id=self.settings.namespace)
+        log.info("message signing %s", self.keys.describe())
         idle_since = time.monotonic()
         while not self.stopping and not self._orphaned():
             deliveries = self._call(lambda: self.queue.consume(self.id, timeout_s=0.5))
@@ -107,7 +110,7 @@ class QueueWorker:
             return
         message: TaskMessage | None = None
         try:
-            message = decode_task(delivery.body)
+            message = decode_task(self.keys.open(delivery.body, "task"))
             self.allowlist.check(message.fn)
             fn = self._resolve(message.fn)
         except (BadMessage, InvalidFunction) as err:
@@ -155,7 +158,7 @@ class QueueWorker:
         """Tell the driver the chunk is lost, then dead-letter it (see Quarantine)."""
         log.error("quarantined a chunk: %s", why)
         try:
-            message = decode_task(delivery.body)
+            message = decode_task(self.keys.open(delivery.body, "task"))
         except BadMessage:
             message = None
         if message is not None:
@@ -168,6 +171,7 @@ class QueueWorker:
     def _publish(self, result: ChunkResult, message: TaskMessage | None = None) -> None:
         log.debug("chunk %s done (%d values, lost=%r)", result.chunk_id, result.size, result.lost)
         body = encode_result(result) if message is None else encode_reply(result, message)
+        body = self.keys.seal(body, "result")
         self._call(lambda: self.queue.publish_result(result.run_id, body))
         log.debug("published the result of chunk %s", result.chunk_id)
 

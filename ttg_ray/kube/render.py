@@ -258,7 +258,8 @@ def new_token(nbytes: int = 32) -> str:
 
 
 def render_secrets(namespace: str = "default") -> list[dict]:
-    """Fresh random credentials: the Ray auth token, Redis and RabbitMQ passwords."""
+    """Fresh random credentials: the Ray auth token, Redis and RabbitMQ passwords (admin,
+    and the least-privilege worker user's), and the queue message signing key."""
 
     def secret(name: str, data: dict[str, str]) -> dict:
         meta = _metadata(name, namespace, "credentials")
@@ -266,8 +267,12 @@ def render_secrets(namespace: str = "default") -> list[dict]:
 
     return [
         secret(AUTH_SECRET, {"auth_token": new_token()}),
-        secret("ttg-redis-auth", {"password": new_token(24)}),
-        secret("ttg-rabbitmq-auth", {"username": "ttg", "password": new_token(24)}),
+        secret("ttg-redis-auth", {"password": new_token(24), "worker_password": new_token(24)}),
+        secret(
+            "ttg-rabbitmq-auth",
+            {"username": "ttg", "password": new_token(24), "worker_password": new_token(24)},
+        ),
+        secret("ttg-signing-key", {"signing_key": f"k1:{new_token(32)}"}),
     ]
 
 

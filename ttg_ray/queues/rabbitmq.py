@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 import pika
 import pika.exceptions as pex
 
-from ttg_ray.config import mask_url
+from ttg_ray.config import TlsFiles, mask_url
 from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
@@ -65,6 +66,11 @@ class RabbitAdapter(QueueAdapter):
             ) from err
         except _GONE as err:
             self._drop()
+            if "CERTIFICATE" in repr(err).upper():
+                raise BackendUnavailable(
+                    f"TLS to RabbitMQ at {mask_url(self.url)} failed: {err!r}; give the CA "
+                    "that signed its certificate (TTG_TLS_CA_FILE, or ssl_options= in the URL)"
+                ) from err
             raise BackendUnavailable(
                 f"cannot reach RabbitMQ at {mask_url(self.url)}: {err!r}; start rabbitmq-server "
                 "or pass --amqp-url / TTG_AMQP_URL"
@@ -77,6 +83,8 @@ class RabbitAdapter(QueueAdapter):
                 "amqp://user:password@host:5672/vhost (or amqps:// for TLS)"
             )
         params = pika.URLParameters(self.url)
+        if params.ssl_options is not None and "ssl_options=" not in self.url:
+            params.ssl_options = _tls_options(TlsFiles.from_env())
         params.socket_timeout = self.connect_timeout_s
         params.blocked_connection_timeout = 30
         params.connection_attempts = 1
@@ -281,3 +289,18 @@ class RabbitAdapter(QueueAdapter):
 
     def close(self) -> None:
         self._drop()
+
+
+def _tls_options(tls: TlsFiles) -> pika.SSLOptions:
+    """An amqps:// URL without ssl_options=: verify the broker against TTG_TLS_CA_FILE
+    (else the system CAs), and present TTG_TLS_CERT_FILE when set (mutual TLS)."""
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except OSError as err:
+        raise UsageError(
+            f"cannot load the TLS files (TTG_TLS_CA_FILE / TTG_TLS_CERT_FILE / "
+            f"TTG_TLS_KEY_FILE): {err}"
+        ) from err
+    return pika.SSLOptions(context)

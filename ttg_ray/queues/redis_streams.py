@@ -18,7 +18,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ttg_ray.config import mask_url
+from ttg_ray.config import TlsFiles, mask_url
 from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
 
@@ -62,6 +62,7 @@ class RedisStreamsAdapter(QueueAdapter):
                 socket_connect_timeout=self.connect_timeout_s,
                 socket_timeout=_MAX_BLOCK_S + self.connect_timeout_s,
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                **_tls_kwargs(url),
             )
             self._redis.ping()
             self._promote = self._redis.register_script(_PROMOTE)
@@ -76,9 +77,19 @@ class RedisStreamsAdapter(QueueAdapter):
         except redis.AuthenticationError as err:
             raise self._credentials_refused(err) from err
         except (redis.ConnectionError, redis.TimeoutError) as err:
+            if "CERTIFICATE" in str(err).upper():
+                raise BackendUnavailable(
+                    f"TLS to Redis at {mask_url(self.url)} failed: {err}; give the CA that "
+                    "signed its certificate (ssl_ca_certs= in the URL or TTG_TLS_CA_FILE)"
+                ) from err
             raise BackendUnavailable(
                 f"cannot reach Redis at {mask_url(self.url)}: {err}; "
                 "start redis-server or pass --redis-url / TTG_REDIS_URL"
+            ) from err
+        except redis.exceptions.NoPermissionError as err:
+            raise BackendUnavailable(
+                f"the Redis user of {mask_url(self.url)} lacks a right ({err}); grant it the "
+                "ACL rules in the README's Security section"
             ) from err
         except redis.ResponseError as err:
             if any(word in str(err) for word in ("NOAUTH", "WRONGPASS", "AUTH")):
@@ -316,3 +327,13 @@ class RedisStreamsAdapter(QueueAdapter):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _tls_kwargs(url: str) -> dict[str, str]:
+    """TTG_TLS_* files for a rediss:// URL; ssl_* parameters in the URL win over them."""
+    if not url.startswith("rediss://"):
+        return {}
+    tls = TlsFiles.from_env()
+    files = {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file}
+    files["ssl_keyfile"] = tls.key_file
+    return {name: path for name, path in files.items() if path}
