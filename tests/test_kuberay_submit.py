@@ -36,9 +36,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, path: str = "/api/gcs_healthz") -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/api/gcs_healthz", timeout=2) as resp:
+        with urllib.request.urlopen(f"{url}{path}", timeout=2) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -87,7 +87,9 @@ def running_head(**auth_env: str) -> Iterator[tuple[str, int]]:
                             start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{dash}"
     deadline = time.monotonic() + 120
-    while not _healthy(url):
+    # Ready as KubeRay's readiness probe sees it: the dashboard, and the node's agent (jobs
+    # are refused with "No available agent" until the agent is up).
+    while not (_healthy(url) and _healthy(f"http://127.0.0.1:{agent}", "/api/healthz")):
         if proc.poll() is not None or time.monotonic() > deadline:
             _kill_tree(proc, temp_dir)
             log.close()
@@ -224,21 +226,25 @@ class DroppingProxy:
         self.server.close()
 
 
-def test_a_dropped_log_stream_falls_back_to_polling(ray_head, tmp_path, capsys):
+def test_a_dropped_log_stream_falls_back_to_polling(ray_head, tmp_path):
     proxy = DroppingProxy(int(ray_head.rsplit(":", 1)[1]))
     out = tmp_path / "results.jsonl"
     job_id = f"ttg-test-{uuid.uuid4().hex[:8]}"
+    # The CLI as its own process (its logging set up once, as in real use); the proxy's
+    # threads stay in this one.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="disabled")
     try:
-        code = kube_main([
-            "submit", "--address", f"http://127.0.0.1:{proxy.port}", "--submission-id", job_id,
+        proc = subprocess.run([
+            sys.executable, "-m", "ttg_ray.kube", "submit",
+            "--address", f"http://127.0.0.1:{proxy.port}", "--submission-id", job_id,
             "--", "--params", "200", "--chunk-size", "10", "--work-ms", "20",
             "--output", str(out), "--no-progress",
-        ])  # fmt: skip
+        ], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
     finally:
         proxy.close()
-    err = capsys.readouterr().err
+    err = proc.stderr
     assert proxy.dropped == 1
-    assert code == 0, err
+    assert proc.returncode == 0, err
     assert "log stream dropped; polling its status" in err
     assert f"job {job_id}: SUCCEEDED" in err
     assert "Traceback" not in err
@@ -257,3 +263,13 @@ def test_polling_gives_up_on_a_lost_dashboard_with_the_job_to_look_up():
     with pytest.raises(BackendUnavailable, match="ray job status ttg-x") as info:
         submit.wait_for_end(Unreachable(), "ttg-x", "http://127.0.0.1:1", lost_s=0)
     assert "\n" not in str(info.value)
+
+
+def test_address_wins_over_ray_address_in_the_environment(ray_head, monkeypatch, capsys):
+    # A KubeRay pod sets RAY_ADDRESS to its GCS, and Ray lets RAY_ADDRESS (and
+    # RAY_API_SERVER_ADDRESS) override the address a job client is given.
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", f"http://127.0.0.1:{_free_port()}")
+    code = kube_main(["submit", "--address", ray_head, "--", "--params", "20", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert os.environ["RAY_ADDRESS"].startswith("127.0.0.1:")  # restored afterwards

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from ttg_ray.errors import BackendUnavailable
@@ -15,22 +16,31 @@ from ttg_ray.errors import BackendUnavailable
 log = logging.getLogger(__name__)
 
 TOKEN_SOURCE = "$(kubectl get secret ttg-ray-auth -o jsonpath='{.data.auth_token}' | base64 -d)"
+OVERRIDING_ADDRESS_VARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 REACH_HINT = (
     "start the cluster or `kubectl port-forward svc/ttg-ray-head-svc 8265:8265`, and with "
     "token auth export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=..."
 )
 
 
-def _auth_problem(address: str, err: Exception) -> str:
-    """One line naming the variable to set. Ray's own message runs to several lines of
-    generic advice. It answers 401 when no token came, 403 when a wrong one did."""
-    wrong = "Authentication failed" in str(getattr(err, "message", err))
+def _token_given() -> bool:
+    # Where Ray's client looks for a token: the variable, a file it names, the default file.
+    return bool(
+        os.environ.get("RAY_AUTH_TOKEN")
+        or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or (Path.home() / ".ray" / "auth_token").is_file()
+    )
+
+
+def _auth_problem(address: str) -> str:
+    """One line naming the variable to set; Ray's own message runs to several lines of
+    generic advice."""
     if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         return (
             f"the Ray dashboard at {address} requires a token: export RAY_AUTH_MODE=token "
             f"and RAY_AUTH_TOKEN={TOKEN_SOURCE}"
         )
-    if wrong:
+    if _token_given():
         return (
             f"the Ray dashboard at {address} refused the token in RAY_AUTH_TOKEN: "
             f"set RAY_AUTH_TOKEN to the cluster's token, RAY_AUTH_TOKEN={TOKEN_SOURCE}"
@@ -39,6 +49,18 @@ def _auth_problem(address: str, err: Exception) -> str:
         f"the Ray dashboard at {address} requires a token and none was found: "
         f"export RAY_AUTH_TOKEN={TOKEN_SOURCE}"
     )
+
+
+@contextlib.contextmanager
+def _address_as_given() -> Iterator[None]:
+    """Ray lets RAY_API_SERVER_ADDRESS or RAY_ADDRESS override the address a client is
+    given, and a KubeRay pod sets RAY_ADDRESS to its GCS: hide both while the client is
+    made, so --address is the one used."""
+    saved = {k: os.environ.pop(k) for k in OVERRIDING_ADDRESS_VARS if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 @contextlib.contextmanager
@@ -52,7 +74,7 @@ def job_api_errors(address: str) -> Iterator[None]:
     try:
         yield
     except AuthenticationError as err:
-        raise BackendUnavailable(_auth_problem(address, err)) from err
+        raise BackendUnavailable(_auth_problem(address)) from err
     except ConnectionError as err:  # requests' ConnectionError is an OSError too
         raise BackendUnavailable(
             f"cannot reach the Ray dashboard at {address}: {REACH_HINT}"
@@ -65,7 +87,7 @@ def job_client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
     try:
-        with job_api_errors(address):
+        with job_api_errors(address), _address_as_given():
             return JobSubmissionClient(address)
     except RuntimeError as err:
         raise BackendUnavailable(
