@@ -62,6 +62,18 @@ def _kill_tree(proc: subprocess.Popen, temp_dir: str) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _listening_in(temp_dir: str, *ports: int) -> bool:
+    """True when our head's own processes (their command lines name ``temp_dir``) listen
+    on ``ports``: a free port picked earlier can be taken by another Ray on this shared
+    machine, whose dashboard would then answer the health checks instead of ours."""
+    owners = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports and conn.pid:
+            with contextlib.suppress(psutil.Error):
+                owners[conn.laddr.port] = " ".join(psutil.Process(conn.pid).cmdline())
+    return all(temp_dir in owners.get(port, "") for port in ports)
+
+
 @contextlib.contextmanager
 def running_head(**auth_env: str) -> Iterator[tuple[str, int]]:
     """A real `ray start --head` on free ports in its own temp dir, with ``auth_env`` (e.g.
@@ -89,7 +101,11 @@ def running_head(**auth_env: str) -> Iterator[tuple[str, int]]:
     deadline = time.monotonic() + 120
     # Ready as KubeRay's readiness probe sees it: the dashboard, and the node's agent (jobs
     # are refused with "No available agent" until the agent is up).
-    while not (_healthy(url) and _healthy(f"http://127.0.0.1:{agent}", "/api/healthz")):
+    while not (
+        _healthy(url)
+        and _healthy(f"http://127.0.0.1:{agent}", "/api/healthz")
+        and _listening_in(temp_dir, dash)  # the agent renames itself: its cmdline won't do
+    ):
         if proc.poll() is not None or time.monotonic() > deadline:
             _kill_tree(proc, temp_dir)
             log.close()
