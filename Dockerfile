@@ -2,8 +2,10 @@
 # One image for the Ray head, the Ray workers, the RayJob submitter and the queue workers.
 # Build: docker build --build-arg VERSION=0.1.0 --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
 #          -t ttg-ray:0.1.0 .    (kuberay/up.sh does this and loads it into Kind)
-# Python and Ray must match the driver's exactly (minor for Python, full version for Ray):
-# a driver/cluster mismatch is the most common KubeRay failure.
+# Ray must equal the pin everywhere. With the job API (`kube submit`, RayJob) the sweep's
+# driver runs inside this image, so the client's Python need not match; only a Ray Client
+# (ray://) driver outside the cluster must match Python's minor version too. 3.11 keeps
+# the image on the development interpreter all the same.
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS builder

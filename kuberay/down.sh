@@ -10,7 +10,6 @@ set -euo pipefail
 CLUSTER=${TTG_KIND_CLUSTER:-ttg}
 NAMESPACE=default
 KUBERAY_NAMESPACE=kuberay-system
-IMAGE=${TTG_IMAGE:-ttg-ray:0.1.0}
 STATE_DIR=${TTG_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/ttg-ray}
 DRY_RUN=0
 REMOVE_IMAGE=0
@@ -62,7 +61,11 @@ else
     fi
 fi
 if [ "$REMOVE_IMAGE" = 1 ] && recorded built_image; then
-    run docker image rm "$IMAGE"
+    # Every tag up.sh built (one per commit it ran at), as recorded.
+    images=$(sed -n 's/^image //p' "$STATE_FILE")
+    for image in ${images:-${TTG_IMAGE:-ttg-ray:0.1.0}}; do
+        run docker image rm "$image"
+    done
 fi
 if [ "$DRY_RUN" = 1 ]; then
     echo "Dry run: nothing was changed."

@@ -14,7 +14,7 @@ NAMESPACE=default
 KUBERAY_VERSION=1.7.0
 KUBERAY_NAMESPACE=kuberay-system
 VERSION=0.1.0
-IMAGE=${TTG_IMAGE:-ttg-ray:${VERSION}}
+BASE_IMAGE=ttg-ray:${VERSION}
 STATE_DIR=${TTG_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/ttg-ray}
 WITH_QUEUES=0
 WAIT_TIMEOUT=${TTG_WAIT_TIMEOUT:-600s}
@@ -38,6 +38,23 @@ while [ $# -gt 0 ]; do
     shift
 done
 STATE_FILE="$STATE_DIR/$CLUSTER.state"
+
+# The image tag names the code in it: VERSION-<commit>, plus -dirty-<content hash> for
+# uncommitted changes. A re-run after a change gets a new tag, so applying the manifests
+# changes the pod templates and the pods are replaced (a reused tag changed nothing, and
+# the Ray pods kept the old code).
+image_tag() {
+    local commit sum
+    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null) || commit=nogit
+    if [ "$commit" != nogit ] && [ -z "$(git -C "$ROOT" status --porcelain -- Dockerfile pyproject.toml ttg_ray)" ]; then
+        echo "ttg-ray:$VERSION-$commit"
+        return
+    fi
+    sum=$(cd "$ROOT" && find Dockerfile pyproject.toml ttg_ray -type f ! -name '*.pyc' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+    echo "ttg-ray:$VERSION-$commit-dirty-$sum"
+}
+IMAGE=${TTG_IMAGE:-$(image_tag)}
 
 need() {
     command -v "$1" >/dev/null 2>&1 || die "$1 is not installed: $2"
@@ -84,13 +101,39 @@ build_image() {
     echo "Building $IMAGE and loading it into Kind"
     local commit
     commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
-    docker build -t "$IMAGE" \
+    # No provenance attestation: its manifest is left out of `docker save`, which breaks
+    # `kind load` with Docker's containerd image store (kubernetes-sigs/kind#3795).
+    docker build --provenance=false -t "$IMAGE" \
         --build-arg VERSION="$VERSION" \
         --build-arg GIT_COMMIT="$commit" \
         --build-arg BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
         "$ROOT"
     record built_image
-    kind load docker-image "$IMAGE" --name "$CLUSTER"
+    record "image $IMAGE"
+    load_image
+}
+
+# kind load docker-image fails with "content digest ... not found" under Docker's containerd
+# image store (kind#3795); a single-platform archive loads there too.
+load_image() {
+    if kind load docker-image "$IMAGE" --name "$CLUSTER"; then
+        return
+    fi
+    echo "kind load docker-image failed; retrying with a single-platform archive (kind#3795)" >&2
+    local archive platform
+    archive=$(mktemp "${TMPDIR:-/tmp}/ttg-image.XXXXXX")
+    platform=$(docker version --format '{{.Server.Os}}/{{.Server.Arch}}' 2>/dev/null || echo linux/amd64)
+    if ! docker image save --platform "$platform" -o "$archive" "$IMAGE" \
+        || ! kind load image-archive "$archive" --name "$CLUSTER"; then
+        rm -f "$archive"
+        die "cannot load $IMAGE into Kind; turn off Docker's containerd image store (Docker Desktop: Settings > General > 'Use containerd for pulling and storing images'; Docker Engine: \"features\": {\"containerd-snapshotter\": false} in /etc/docker/daemon.json) and re-run"
+    fi
+    rm -f "$archive"
+}
+
+# The checked-in manifests name ttg-ray:VERSION; apply them with this build's tag instead.
+apply_with_image() {
+    sed "s#image: $BASE_IMAGE\$#image: $IMAGE#" "$1" | kubectl apply -n "$NAMESPACE" -f -
 }
 
 random_hex() {
@@ -115,7 +158,8 @@ ensure_secret() {
 
 apply_ray() {
     ensure_secret ttg-ray-auth "auth_token=$(random_hex)$(random_hex)"
-    kubectl apply -n "$NAMESPACE" -f "$HERE/raycluster.yaml"
+    # upgradeStrategy Recreate: a new image tag replaces the head and the workers.
+    apply_with_image "$HERE/raycluster.yaml"
     echo "Waiting for the RayCluster (conditions RayClusterProvisioned, HeadPodReady)"
     kubectl wait -n "$NAMESPACE" raycluster/ttg-ray --for=condition=RayClusterProvisioned \
         --timeout="$WAIT_TIMEOUT"
@@ -124,12 +168,16 @@ apply_ray() {
 }
 
 apply_queues() {
-    ensure_secret ttg-redis-auth "password=$(random_hex)"
-    ensure_secret ttg-rabbitmq-auth "username=ttg" "password=$(random_hex)"
+    # Admin passwords for the brokers, the least-privilege worker users' passwords, and
+    # the key that signs task and result messages (an existing Secret is kept as it is).
+    ensure_secret ttg-redis-auth "password=$(random_hex)" "worker_password=$(random_hex)"
+    ensure_secret ttg-rabbitmq-auth "username=ttg" "password=$(random_hex)" \
+        "worker_password=$(random_hex)"
+    ensure_secret ttg-signing-key "signing_key=k1:$(random_hex)$(random_hex)"
     kubectl apply -n "$NAMESPACE" -f "$HERE/redis.yaml" -f "$HERE/rabbitmq.yaml"
     kubectl rollout status -n "$NAMESPACE" deploy/ttg-redis --timeout="$WAIT_TIMEOUT"
     kubectl rollout status -n "$NAMESPACE" deploy/ttg-rabbitmq --timeout="$WAIT_TIMEOUT"
-    kubectl apply -n "$NAMESPACE" -f "$HERE/queue-workers.yaml"
+    apply_with_image "$HERE/queue-workers.yaml"
     kubectl rollout status -n "$NAMESPACE" deploy/ttg-worker-redis --timeout="$WAIT_TIMEOUT"
     kubectl rollout status -n "$NAMESPACE" deploy/ttg-worker-rabbitmq --timeout="$WAIT_TIMEOUT"
 }
@@ -143,8 +191,8 @@ Ray cluster ttg-ray is ready. Dashboard and job API:
 Ray 2.60 token authentication is on; clients need the token:
   export RAY_AUTH_MODE=token
   export RAY_AUTH_TOKEN=\$(kubectl get secret ttg-ray-auth -n $NAMESPACE -o jsonpath='{.data.auth_token}' | base64 -d)
-Run a sweep on it:
-  python -m ttg_ray.kuberay submit --address http://127.0.0.1:8265 -- --params 100000 --spread
+Run a sweep on it (image $IMAGE):
+  python -m ttg_ray.kube submit --address http://127.0.0.1:8265 -- --params 100000 --spread
 Remove what this script created:  kuberay/down.sh   (preview: kuberay/down.sh --dry-run)
 MSG
 }

@@ -67,6 +67,8 @@ def test_ray_version_matches_the_pin_the_manifests_and_this_interpreter():
 
 
 def test_python_version_matches_the_driver():
+    # Needed only for a Ray Client driver outside the cluster (the job API runs the driver
+    # in the image); kept equal so local runs and the image use the same Python.
     assert _arg_default("PYTHON_VERSION") == f"{sys.version_info.major}.{sys.version_info.minor}"
     bases = [a for op, a in _instructions() if op == "FROM"]
     assert all(b.startswith("python:${PYTHON_VERSION}-slim") for b in bases)

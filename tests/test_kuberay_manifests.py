@@ -6,6 +6,7 @@ the operator's own rules; core kinds with kubernetes-validate; and the project's
 from __future__ import annotations
 
 import copy
+import re
 import shlex
 
 import pytest
@@ -90,7 +91,10 @@ def test_kind_config_has_one_control_plane_and_three_workers():
     roles = [node["role"] for node in config["nodes"]]
     assert sorted(roles) == ["control-plane", "worker", "worker", "worker"]
     images = {node["image"] for node in config["nodes"]}
-    assert images == {f"kindest/node:v{K8S_VERSION}"}
+    # Pinned by digest, so a re-pushed tag cannot change the node image.
+    assert len(images) == 1
+    (image,) = images
+    assert re.fullmatch(rf"kindest/node:v{re.escape(K8S_VERSION)}@sha256:[0-9a-f]{{64}}", image)
 
 
 def test_head_takes_no_tasks_and_exposes_gcs_dashboard_client():
@@ -102,12 +106,15 @@ def test_head_takes_no_tasks_and_exposes_gcs_dashboard_client():
 
 
 def test_three_workers_spread_one_per_node():
+    # tests/test_kuberay_spread.py places the pods on the Kind nodes; here the fields.
     group = _docs("raycluster.yaml")[0]["spec"]["workerGroupSpecs"][0]
     assert group["replicas"] == 3
     (spread,) = group["template"]["spec"]["topologySpreadConstraints"]
     assert spread["topologyKey"] == "kubernetes.io/hostname"
     assert spread["maxSkew"] == 1 and spread["whenUnsatisfiable"] == "DoNotSchedule"
     assert spread["labelSelector"]["matchLabels"]["ray.io/group"] == group["groupName"]
+    # The tainted control plane must not count as an empty domain.
+    assert spread["nodeTaintsPolicy"] == "Honor"
 
 
 def test_versions_agree_everywhere():
@@ -139,10 +146,20 @@ def test_every_container_is_hardened_limited_and_probed():
                 assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
                 assert {"cpu", "memory"} <= set(c["resources"]["requests"]), c["name"]
                 assert {"cpu", "memory"} <= set(c["resources"]["limits"]), c["name"]
-                if c["name"] != "ray-job-submitter":  # a one-shot Job: no probes
+                if c["name"] in ("ray-head", "ray-worker"):
+                    # KubeRay injects its own (httpGet /api/healthz, 120 x 5 s liveness)
+                    # only where the template has none; ours would replace them.
+                    assert "readinessProbe" not in c and "livenessProbe" not in c, c["name"]
+                elif c["name"] != "ray-job-submitter":  # a one-shot Job: no probes
                     assert "readinessProbe" in c and "livenessProbe" in c, c["name"]
                 checked += 1
     assert checked >= 9
+
+
+def test_the_standalone_cluster_replaces_its_pods_when_the_template_changes():
+    spec = _docs("raycluster.yaml")[0]["spec"]
+    assert spec["upgradeStrategy"] == {"type": "Recreate"}
+    assert render.render_raycluster()["spec"]["upgradeStrategy"] == {"type": "Recreate"}
 
 
 def test_ray_pods_have_read_only_root_and_writable_tmp():

@@ -3,7 +3,8 @@ a sweep as a Ray Job to a dashboard address (``python -m ttg_ray.kuberay`` is th
 kept for one release).
 
 Exit codes: 0 ok (job SUCCEEDED), 1 job failed or stopped (or the sweep's own exit code
-when Ray reports it), 2 bad usage, 3 cluster or API server unreachable.
+when Ray reports it), 2 bad usage, 3 cluster or API server unreachable, or the Ray token
+missing or wrong (the message says which variables to set).
 """
 
 from __future__ import annotations

@@ -17,7 +17,11 @@ AUTH_SECRET = "ttg-ray-auth"
 TMP_MOUNT = "/tmp"
 HOME_MOUNT = "/home/ttg"
 HEAD_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001), ("metrics", 8080))
+# KubeRay 1.7.0 gives every Ray container without probes of its own HTTP probes on the
+# dashboard agent's unified health check (Ray >= 2.53): GET /api/healthz on this port,
+# liveness 120 x 5 s, readiness 10 x 5 s. The manifests leave probes to it.
 AGENT_PORT = 52365
+KUBERAY_HEALTH_PATH = "/api/healthz"
 DEFAULT_SWEEP = (
     "--params", "100000", "--chunk-size", "1000", "--work-ms", "1", "--spread",
     "--output", "/tmp/ttg-results/results.jsonl", "--log-format", "json", "--no-progress",
@@ -103,16 +107,6 @@ def _downward_env() -> list[dict]:
     ]
 
 
-def _probe(path: str, port: int, period_s: int, failures: int) -> dict:
-    return {
-        "httpGet": {"path": path, "port": port},
-        "initialDelaySeconds": 10,
-        "periodSeconds": period_s,
-        "timeoutSeconds": 2,
-        "failureThreshold": failures,
-    }
-
-
 def _resources(cpus: str, memory: str) -> dict:
     # Requests equal limits: Ray sizes itself from the limits, the scheduler from requests.
     amount = {"cpu": cpus, "memory": memory}
@@ -120,6 +114,10 @@ def _resources(cpus: str, memory: str) -> dict:
 
 
 def _ray_container(name: str, opts: ClusterOptions, cpus: str, memory: str) -> dict:
+    # No readiness/liveness probes here on purpose: KubeRay injects its own (AGENT_PORT),
+    # which check GCS and raylet together and tolerate 10 minutes of failures before a
+    # restart. A stricter probe of our own would replace them, and restarting the head
+    # without GCS fault tolerance loses the cluster and the running sweep.
     return {
         "name": name,
         "image": opts.image,
@@ -134,8 +132,6 @@ def _ray_container(name: str, opts: ClusterOptions, cpus: str, memory: str) -> d
 def _head_group(opts: ClusterOptions) -> dict:
     container = _ray_container("ray-head", opts, opts.head_cpus, opts.head_memory)
     container["ports"] = [{"name": n, "containerPort": p} for n, p in HEAD_PORTS]
-    container["readinessProbe"] = _probe("/api/gcs_healthz", 8265, 5, 6)
-    container["livenessProbe"] = _probe("/api/gcs_healthz", 8265, 15, 8)
     return {
         # No CPUs for tasks on the head: every chunk runs on a worker node.
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
@@ -152,16 +148,20 @@ def _head_group(opts: ClusterOptions) -> dict:
 
 def _worker_group(opts: ClusterOptions) -> dict:
     container = _ray_container("ray-worker", opts, opts.worker_cpus, opts.worker_memory)
-    container["readinessProbe"] = _probe("/api/local_raylet_healthz", AGENT_PORT, 5, 6)
-    container["livenessProbe"] = _probe("/api/local_raylet_healthz", AGENT_PORT, 15, 8)
     spread = {
-        # One worker per Kind node: the three replicas may never share a node.
+        # Even spread over the nodes that can take a worker: with N worker nodes, at most
+        # ceil(workers / N) per node, so 3 workers on 3 Kind nodes get one each.
         "maxSkew": 1,
         "topologyKey": "kubernetes.io/hostname",
         "whenUnsatisfiable": "DoNotSchedule",
         "labelSelector": {"matchLabels": {"ray.io/group": "workers"}},
         # A RayJob's cluster gets a generated name, so take the cluster label from the pod.
         "matchLabelKeys": ["ray.io/cluster"],
+        # Count only nodes whose taints the pod tolerates. The default (Ignore) counts the
+        # NoSchedule control plane as an empty domain, so the minimum stays 0 and no worker
+        # node could take a second worker: the 4th and later pods would stay Pending.
+        "nodeTaintsPolicy": "Honor",
+        "nodeAffinityPolicy": "Honor",
     }
     return {
         "groupName": "workers",
@@ -200,11 +200,14 @@ def _metadata(name: str, namespace: str, component: str) -> dict:
 
 def render_raycluster(opts: ClusterOptions | None = None) -> dict:
     opts = opts or ClusterOptions()
+    # Recreate: a changed pod template (a new image tag from up.sh) replaces every pod.
+    # Without it KubeRay keeps running pods as they are, and with them the old code.
+    spec = {"upgradeStrategy": {"type": "Recreate"}, **cluster_spec(opts)}
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
         "metadata": _metadata(opts.name, opts.namespace, "ray-cluster"),
-        "spec": cluster_spec(opts),
+        "spec": spec,
     }
 
 

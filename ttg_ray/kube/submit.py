@@ -11,11 +11,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ttg_ray.backends.ray_jobs import job_client
-from ttg_ray.errors import TtgError, UsageError
+from ttg_ray.backends.ray_jobs import follow_logs, job_api_errors, job_client
+from ttg_ray.errors import BackendUnavailable, TtgError, UsageError
 from ttg_ray.kube import render
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+# How long polling keeps retrying an unreachable dashboard (a port-forward being restarted)
+# before giving up; the job itself keeps running in the cluster either way.
+LOST_DASHBOARD_S = 300.0
 
 
 def submit(
@@ -25,27 +28,73 @@ def submit(
     client = job_client(address)
     runtime_env = {"working_dir": working_dir} if working_dir else None
     try:
-        job_id = client.submit_job(
-            entrypoint=render.entrypoint(sweep or render.DEFAULT_SWEEP),
-            submission_id=submission_id or f"ttg-{uuid.uuid4().hex[:12]}",
-            runtime_env=runtime_env,
-        )
+        with job_api_errors(address):
+            job_id = client.submit_job(
+                entrypoint=render.entrypoint(sweep or render.DEFAULT_SWEEP),
+                submission_id=submission_id or f"ttg-{uuid.uuid4().hex[:12]}",
+                runtime_env=runtime_env,
+            )
     except RuntimeError as err:
         raise TtgError(f"the Ray dashboard at {address} refused the job: {err}") from err
     return client, job_id
 
 
-async def _follow(client: Any, job_id: str, out) -> None:
-    async for lines in client.tail_job_logs(job_id):
-        out.write(lines)
-        out.flush()
-
-
-def wait_for_end(client: Any, job_id: str, poll_s: float = 0.5) -> str:
-    """Poll until the job is terminal (the log stream can end a moment before)."""
-    while (status := str(client.get_job_status(job_id).value)) not in TERMINAL:
+def wait_for_end(
+    client: Any,
+    job_id: str,
+    address: str,
+    deadline: float | None = None,
+    poll_s: float = 0.5,
+    lost_s: float = LOST_DASHBOARD_S,
+) -> str:
+    """Poll until the job is terminal (the log stream can end a moment before, or drop).
+    Past ``deadline`` (time.monotonic()) the job is stopped once. An unreachable dashboard
+    is retried for ``lost_s`` seconds, then BackendUnavailable names the job to look up."""
+    stopped, lost_since = False, None
+    while True:
+        try:
+            with job_api_errors(address):
+                if deadline is not None and not stopped and time.monotonic() > deadline:
+                    print(f"job {job_id}: over --timeout-s; stopping it", file=sys.stderr)
+                    client.stop_job(job_id)
+                    stopped = True
+                status = str(client.get_job_status(job_id).value)
+            lost_since = None
+        except BackendUnavailable as err:
+            if not isinstance(err.__cause__, ConnectionError):
+                raise  # a refused token does not get better by waiting
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since >= lost_s:
+                raise BackendUnavailable(
+                    f"{err}; job {job_id} keeps running in the cluster: "
+                    f"`ray job status {job_id}` once the dashboard answers again"
+                ) from err.__cause__
+            status = ""
+        if status in TERMINAL:
+            return status
         time.sleep(poll_s)
-    return status
+
+
+def follow(client: Any, job_id: str, address: str, out, timeout_s: float = 0) -> str:
+    """Stream the job's logs to ``out``, then wait for its terminal status. When the log
+    stream drops (a restarted port-forward), fall back to polling the status; past
+    ``timeout_s`` (0 = never) stop the job."""
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    try:
+        streamed = asyncio.run(
+            asyncio.wait_for(follow_logs(client, job_id, out), timeout_s or None)
+        )
+        if not streamed:
+            print(
+                f"job {job_id}: the log stream dropped; polling its status until it ends "
+                f"(logs: `ray job logs {job_id}`)",
+                file=sys.stderr,
+            )
+    except TimeoutError:
+        print(f"job {job_id}: over --timeout-s {timeout_s:g}; stopping it", file=sys.stderr)
+        with job_api_errors(address):
+            client.stop_job(job_id)
+    return wait_for_end(client, job_id, address, deadline)
 
 
 def job_exit_code(client: Any, job_id: str, status: str) -> int:
@@ -64,11 +113,7 @@ def run(args: argparse.Namespace, sweep: list[str]) -> int:
     if args.no_follow:
         print(job_id)
         return 0
-    try:
-        asyncio.run(asyncio.wait_for(_follow(client, job_id, sys.stdout), args.timeout_s or None))
-    except TimeoutError:
-        print(f"job {job_id}: over --timeout-s {args.timeout_s:g}; stopping it", file=sys.stderr)
-        client.stop_job(job_id)
-    status = wait_for_end(client, job_id)
+    status = follow(client, job_id, args.address, sys.stdout, args.timeout_s)
     print(f"job {job_id}: {status}", file=sys.stderr)
-    return job_exit_code(client, job_id, status)
+    with job_api_errors(args.address):
+        return job_exit_code(client, job_id, status)
