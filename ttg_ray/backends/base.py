@@ -33,6 +33,7 @@ class BackendOptions:
     address: str | None = None  # ray: cluster address (else RAY_ADDRESS, else local)
     spread: bool = False  # ray: SPREAD scheduling across nodes
     include_dashboard: bool | None = None  # ray: for a local Ray; None = Ray's default
+    autoscale_cpus: int = 0  # ray: ask the cluster's autoscaler for up to this many CPUs
     redis_url: str | None = None  # redis: else TTG_REDIS_URL, else localhost
     amqp_url: str | None = None  # rabbitmq: else TTG_AMQP_URL, else localhost
     external_workers: bool = False  # queues: start no local workers
@@ -56,7 +57,14 @@ class Backend(ABC):
     @property
     @abstractmethod
     def capacity(self) -> int:
-        """How many chunks can run at the same time (worker slots)."""
+        """How many chunks can run at the same time (worker slots). The runner reads it
+        again as it goes, so a backend whose cluster grows or shrinks may change it."""
+
+    def want(self, chunks: int) -> None:
+        """The number of chunks the sweep could still run at once (in flight, due, and
+        not yet planned). A backend whose cluster can grow may ask for that much and
+        give it back as it falls; by default, nothing."""
+        return None
 
     @abstractmethod
     def submit(self, chunk: Chunk) -> None:

@@ -49,6 +49,12 @@ _SYSTEM_FAILURES = (
     LocalRayletDiedError,
 )
 
+# How often the cluster's CPUs are read again while a sweep runs: nodes that join are
+# used within seconds, and lost ones stop counting.
+CAPACITY_REFRESH_S = 2.0
+# How often a changed autoscaler request is sent (it is one GCS key-value write).
+REQUEST_EVERY_S = 1.0
+
 _metrics: dict[str, Counter] = {}
 _node_label: str | None = None
 
@@ -114,9 +120,14 @@ class RayBackend(Backend):
                 "level or make what it captures picklable"
             ) from err
         self._space_ref = ray.put(space)
-        self._capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._capacity = self._cluster_cpus()
+        self._read_at = time.monotonic()
+        self._requested: int | None = None
+        self._requested_at = 0.0
         # Starting the worker processes is start-up cost, not sweep time.
-        nodes = ray.get([_warm_up.remote() for _ in range(self._capacity)])
+        # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        nodes = ray.get([_warm_up.remote() for _ in range(cpus)])
         log.info("Ray ready: %d CPUs on %d node(s)", self._capacity, len(set(nodes)))
 
     def _connect(self, config: RayConfig) -> None:
@@ -150,9 +161,43 @@ class RayBackend(Backend):
             f"; dashboard at http://{dashboard}" if dashboard else "",
         )
 
+    @staticmethod
+    def _cluster_cpus() -> int:
+        # At least 1: with no worker yet (an autoscaling cluster at zero), one chunk is
+        # what makes the demand that the autoscaler sees.
+        return max(1, int(ray.cluster_resources().get("CPU", 0)))
+
     @property
     def capacity(self) -> int:
+        """The cluster's CPUs, read again every CAPACITY_REFRESH_S."""
+        now = time.monotonic()
+        if now - self._read_at >= CAPACITY_REFRESH_S:
+            self._read_at = now
+            cpus = self._cluster_cpus()
+            if cpus != self._capacity:
+                log.info("the Ray cluster now has %d CPUs (was %d)", cpus, self._capacity)
+            self._capacity = cpus
         return self._capacity
+
+    def want(self, chunks: int) -> None:
+        """Ask the autoscaler for a CPU per chunk the sweep could run, up to
+        autoscale_cpus: less as the tail approaches, nothing at the end."""
+        cap = self.options.autoscale_cpus
+        if cap <= 0:
+            return
+        target = min(cap, max(0, chunks))
+        now = time.monotonic()
+        if target == self._requested or (target and now - self._requested_at < REQUEST_EVERY_S):
+            return
+        self._request(target)
+        self._requested_at = now
+
+    def _request(self, cpus: int) -> None:
+        from ray.autoscaler.sdk import request_resources
+
+        log.info("asking the autoscaler for %d CPUs", cpus)
+        request_resources(num_cpus=cpus)
+        self._requested = cpus
 
     def submit(self, chunk: Chunk) -> None:
         options: dict[str, Any] = {
@@ -201,6 +246,8 @@ class RayBackend(Backend):
             raise TtgError(f"Ray failed while running chunk {chunk.chunk_id}: {err}") from err
 
     def close(self) -> None:
+        if getattr(self, "_requested", None) and ray.is_initialized():
+            self._request(0)  # give the cluster back, also after an error
         if getattr(self, "_owns_ray", False) and ray.is_initialized():
             ray.shutdown()
         self._owns_ray = False
