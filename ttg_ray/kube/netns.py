@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -138,8 +139,8 @@ class Network:
         log.info("bridge %s at %s (%s)", self.bridge, self.gateway, self.subnet)
 
     def add_host(self, name: str, etc_hosts: Mapping[str, str] | None = None) -> Host:
-        """A new namespace with the next free IP; ``etc_hosts`` (name -> IP) becomes its
-        /etc/hosts, so names resolve there as cluster DNS would."""
+        """A new namespace with the next free IP; ``etc_hosts`` (name -> IP) goes into its
+        /etc/hosts, so those names resolve there as cluster DNS would."""
         index = len(self.hosts)
         host = Host(name, f"{self.prefix}-{index}", self._free.pop(0), f"{self.prefix}v{index}")
         self.hosts.append(host)
@@ -154,11 +155,13 @@ class Network:
         _ip(*inside, "addr", "add", f"{host.ip}/{self.subnet.prefixlen}", "dev", "eth0")
         _ip(*inside, "link", "set", "eth0", "up")
         _ip(*inside, "link", "set", "lo", "up")
-        if etc_hosts:
-            etc = NETNS_ETC / host.netns
-            etc.mkdir(parents=True, exist_ok=True)
-            lines = ["127.0.0.1 localhost", *(f"{ip} {n}" for n, ip in etc_hosts.items())]
-            (etc / "hosts").write_text("\n".join(lines) + "\n")
+        # As the kubelet writes a pod's /etc/hosts: its own name at its own IP, so a
+        # process that looks itself up finds this host, not the machine's address.
+        etc = NETNS_ETC / host.netns
+        etc.mkdir(parents=True, exist_ok=True)
+        names = {socket.gethostname(): host.ip, **(etc_hosts or {})}
+        lines = ["127.0.0.1 localhost", *(f"{ip} {n}" for n, ip in names.items())]
+        (etc / "hosts").write_text("\n".join(lines) + "\n")
         log.info("host %s: namespace %s, %s", name, host.netns, host.ip)
         return host
 

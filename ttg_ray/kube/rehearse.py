@@ -47,6 +47,12 @@ class RehearsalHost:
     pod: raystart.PodStart
     cpus: int = 0
     events: dict[str, float] = field(default_factory=dict)  # started, ready, killed
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+
+    def launch(self, log_path: Path) -> None:
+        """Run the pod's command in its host, as the container's entrypoint."""
+        self.host.popen(["bash", "-c", self.pod.command], self.env, log_path)
 
 
 def _sweep_args(sweep: Sequence[str], results: Path) -> list[str]:
@@ -162,18 +168,14 @@ class Rehearsal:
         pod = raystart.pod_start(self.cluster, kind, group, fields, secrets)
         temp = self.root / host.name
         flags = {"temp_dir": str(temp)}
-        if kind == "head":
-            # A pod finds its IP by its default route; these hosts have none (no traffic
-            # may leave the bridge), so the head is told. Workers find it via the head.
-            flags["node_ip_address"] = host.ip
         if (store := raystart.object_store_bytes(pod.start_params)) is not None:
             flags["object_store_memory"] = str(store)  # Ray's share of the pod's cgroup limit
         pod = pod.with_flags(**flags)
         env = {k: v for k, v in child_env().items() if k != "RAY_ADDRESS"}
         env.update(pod.env, RAY_USAGE_STATS_ENABLED="0")
-        entry = RehearsalHost(host, role, pod, int(pod.start_params.get("num-cpus", "0")))
+        entry = RehearsalHost(host, role, pod, int(pod.start_params.get("num-cpus", "0")), env=env)
         entry.events["started"] = time.time()
-        host.popen(["bash", "-c", pod.command], env, self.root / f"{host.name}.log")
+        entry.launch(self.root / f"{host.name}.log")
         self.hosts.append(entry)
         self._say(f"{host.name} {host.ip} ({pod.pod_name}): {pod.command}")
         return entry
@@ -189,10 +191,21 @@ class Rehearsal:
                     f"{entry.host.name} not ready at {url} after {self.opts.startup_timeout_s:g} "
                     f"s; see {self.root / entry.host.name}.log"
                 )
+            if entry.host.procs[-1].poll() is not None:
+                self._restart(entry)
             time.sleep(0.5)
         entry.events["ready"] = time.time()
         took = entry.events["ready"] - entry.events["started"]
         self._say(f"{entry.host.name} ready ({path} 200) in {took:.1f} s")
+
+    def _restart(self, entry: RehearsalHost) -> None:
+        """A container whose `ray start` exited is restarted, as the kubelet does for a
+        RayCluster pod (restartPolicy Always): first whatever it left behind goes."""
+        entry.host.kill()
+        entry.restarts += 1
+        self._say(f"{entry.host.name}: `ray start` exited; restart {entry.restarts}")
+        time.sleep(min(10.0, 2.0**entry.restarts))  # the kubelet's back-off, shortened
+        entry.launch(self.root / f"{entry.host.name}.log")
 
     def _check_auth(self) -> None:
         jobs = f"{self.url}/api/jobs/"
@@ -210,6 +223,7 @@ class Rehearsal:
         results = self.root / "head" / "tmp" / "ttg-results"
         results.mkdir(parents=True, exist_ok=True)
         self.results = results
+        self.report["results_path"] = str(results / "results.jsonl")
         sweep = _sweep_args(self.opts.sweep or render.DEFAULT_SWEEP, results)
         spec = self.job["spec"]
         argv = [
@@ -247,6 +261,7 @@ class Rehearsal:
         """Watch the result file and kill or add a worker host at the given progress."""
         path, done, offset = self.results / "results.jsonl", 0, 0
         kill_at, add_at = self.opts.kill_node_at, self.opts.add_node_at
+        added: RehearsalHost | None = None
         while proc.poll() is None:
             if path.exists():
                 with open(path, "rb") as f:
@@ -260,10 +275,23 @@ class Rehearsal:
                 self._kill(self.hosts[self.opts.workers], pct)  # the last of the replicas
             if add_at is not None and pct >= add_at:
                 add_at = None
-                entry = self._start(net, "added", len(self.hosts) - 1)
-                entry.events["added_at_pct"] = pct
-                self.report["added"] = {"ip": entry.host.ip, "at_s": time.time(), "pct": pct}
+                added = self._start(net, "added", len(self.hosts) - 1)
+                self.report["added"] = {"ip": added.host.ip, "at_s": time.time(), "pct": pct}
+            if added is not None and "ready" not in added.events:
+                self._check_added(added)
             time.sleep(0.2)
+
+    def _check_added(self, entry: RehearsalHost) -> None:
+        """Without stopping the sweep: restart its `ray start` if it exited, note when
+        its readiness probe first answers."""
+        if entry.host.procs[-1].poll() is not None:
+            self._restart(entry)
+        url = f"http://{entry.host.ip}:{entry.pod.readiness_port}{entry.pod.readiness_path}"
+        if _http(url, None, timeout_s=0.5) == 200:
+            entry.events["ready"] = time.time()
+            took = entry.events["ready"] - entry.events["started"]
+            self.report["added"]["ready_after_s"] = took
+            self._say(f"{entry.host.name} ready in {took:.1f} s")
 
     def _kill(self, entry: RehearsalHost, pct: float) -> None:
         at = time.time()
@@ -278,7 +306,14 @@ class Rehearsal:
             _state(self.url, self.token, "tasks"), _state(self.url, self.token, "nodes")
         )
         self.report["hosts"] = [
-            {"name": h.host.name, "ip": h.host.ip, "role": h.role, "cpus": h.cpus, **h.events}
+            {
+                "name": h.host.name,
+                "ip": h.host.ip,
+                "role": h.role,
+                "cpus": h.cpus,
+                "restarts": h.restarts,
+                **h.events,
+            }
             for h in self.hosts
         ]
         self.report["chunks_per_host"] = dict(tl.finished())
@@ -289,7 +324,8 @@ class Rehearsal:
             self.report["before_kill"] = dict(tl.finished(before_s=at))
             self.report["after_kill"] = dict(tl.started(after_s=at))
             self.report["lost_with_node"] = len(tl.lost_on(ip))
-            self.report["recovery_s"] = tl.recovery_s(ip, at)
+            self.report["rerun_s"] = tl.rerun_s(ip, at)
+            self.report["recovery_s"] = tl.recovery_s(at)
             death = tl.node_death_s.get(ip)
             self.report["node_dead_after_s"] = death - at if death else None
         if added:
@@ -306,11 +342,12 @@ class Rehearsal:
             if key in self.report:
                 r(f"{key.replace('_', ' ')}: {dict(sorted(self.report[key].items()))}")
         if "killed" in self.report:
-            rec, dead = self.report["recovery_s"], self.report["node_dead_after_s"]
+            rep = {k: self.report[k] for k in ("rerun_s", "node_dead_after_s", "recovery_s")}
+            rep = {k: "-" if v is None else f"{v:.1f} s" for k, v in rep.items()}
             r(
-                f"kill: {self.report['lost_with_node']} chunk(s) lost with the node; node "
-                f"marked dead after {dead if dead is None else round(dead, 1)} s; last of them "
-                f"re-run after {rec if rec is None else round(rec, 1)} s"
+                f"kill: {self.report['lost_with_node']} chunk(s) running on it, re-run after "
+                f"{rep['rerun_s']}; node marked dead after {rep['node_dead_after_s']}; every "
+                f"chunk in flight at the kill done after {rep['recovery_s']}"
             )
 
     def _check_results(self) -> int:

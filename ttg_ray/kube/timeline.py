@@ -20,6 +20,7 @@ class Attempt:
     ip: str
     start_s: float | None  # epoch seconds
     end_s: float | None
+    created_s: float | None = None
 
 
 @dataclass
@@ -47,14 +48,25 @@ class Timeline:
         """Tasks that had an attempt on ``ip`` that never finished there."""
         return {a.task_id for a in self.attempts if a.ip == ip and a.state != "FINISHED"}
 
-    def recovery_s(self, ip: str, killed_at_s: float) -> float | None:
-        """From the kill of ``ip`` to the end of the last re-run of a chunk lost with it;
-        None when nothing was lost there."""
+    def rerun_s(self, ip: str, killed_at_s: float) -> float | None:
+        """From the kill of ``ip`` to the end of the last re-run of a chunk that was
+        running there; None when none was."""
         lost = self.lost_on(ip)
         ends = [
             a.end_s
             for a in self.attempts
             if a.task_id in lost and a.state == "FINISHED" and a.end_s is not None
+        ]
+        return max(ends) - killed_at_s if ends else None
+
+    def recovery_s(self, killed_at_s: float) -> float | None:
+        """From the kill until every chunk already submitted then had finished: what the
+        kill cost the sweep, chunks queued for the dead node included."""
+        early = {a.task_id for a in self.attempts if (a.created_s or killed_at_s) < killed_at_s}
+        ends = [
+            a.end_s
+            for a in self.attempts
+            if a.task_id in early and a.state == "FINISHED" and a.end_s is not None
         ]
         return max(ends) - killed_at_s if ends else None
 
@@ -79,6 +91,7 @@ def build(tasks: Iterable[Mapping], nodes: Iterable[Mapping]) -> Timeline:
             ip=ips.get(t.get("node_id") or "", "?"),
             start_s=_seconds(t.get("start_time_ms")),
             end_s=_seconds(t.get("end_time_ms")),
+            created_s=_seconds(t.get("creation_time_ms")),
         )
         for t in tasks
         if str(t.get("name", "")).startswith(CHUNK_TASK_PREFIX)
