@@ -48,3 +48,23 @@ def test_recovery_times():
     assert tl.recovery_s(100.0) == 33.0
     assert tl.node_death_s == {"10.0.0.4": 130.0}
     assert tl.rerun_s("10.0.0.3", 100.0) is None
+
+
+def test_report_lines_name_every_host_and_the_kill():
+    report = {
+        "hosts": [
+            {"name": "worker-0", "ip": "10.0.0.3", "role": "worker", "cpus": 1},
+            {"name": "worker-1", "ip": "10.0.0.4", "role": "worker", "cpus": 1},
+        ],
+        "chunks_per_host": {"10.0.0.3": 7},
+        "before_kill": {"10.0.0.3": 1, "10.0.0.4": 1},
+        "killed": {"ip": "10.0.0.4"},
+        "lost_with_node": 1,
+        "rerun_s": 4.0,
+        "node_dead_after_s": 30.0,
+        "recovery_s": None,
+    }
+    text = "\n".join(timeline.report_lines(report))
+    assert "worker-0   10.0.0.3" in text and "chunks=7" in text and "chunks=0" in text
+    assert "re-run after 4.0 s; node marked dead after 30.0 s" in text
+    assert "done after -" in text

@@ -14,8 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,10 +21,25 @@ from typing import Any, TextIO
 
 from ttg_ray.config import child_env
 from ttg_ray.errors import BackendUnavailable, UsageError
-from ttg_ray.kube import raystart, render, timeline
+from ttg_ray.kube import dashboard, raystart, render, timeline
 from ttg_ray.kube.netns import Host, Network, check_ready
 
 log = logging.getLogger(__name__)
+
+
+# What a host here does differently from a pod, and why; printed with every rehearsal.
+ADAPTED = (
+    "ray start --temp-dir=<workdir>/<host>: a pod's /tmp is its own; here hosts share one disk",
+    "ray start --object-store-memory=30% of the memory limit: what Ray derives from the pod's "
+    "cgroup limit, which a host here does not have",
+    "RAY_USAGE_STATS_ENABLED=0: no traffic may leave the bridge (no default route either)",
+    "the sweep's --output moves to <workdir>/head/tmp/ttg-results/, with a --summary-json",
+    "a `ray start` that exits while starting is restarted (restartPolicy Always), not later",
+    "worker hosts start one after another, not all at once: they share this machine's CPUs, "
+    "and Ray gives a starting node 30 s to register",
+    "the job is submitted by `python -m ttg_ray.kube submit` from this machine, not by a "
+    "submitter pod (the RayJob's submitterPodTemplate)",
+)
 
 
 @dataclass(frozen=True)
@@ -72,27 +85,6 @@ def _total(sweep: Sequence[str]) -> int:
     return int(sweep[sweep.index("--params") + 1])
 
 
-def _http(url: str, token: str | None, method: str = "GET", timeout_s: float = 5.0) -> int:
-    """The status code of one request (connection errors as 0)."""
-    request = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status
-    except urllib.error.HTTPError as err:
-        return err.code
-    except (OSError, urllib.error.URLError):
-        return 0
-
-
-def _state(url: str, token: str, what: str) -> list[dict]:
-    request = urllib.request.Request(f"{url}/api/v0/{what}?detail=1&limit=10000")
-    request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]["result"]["result"]
-
-
 class Rehearsal:
     """One rehearsal; ``run()`` returns its exit code, ``report`` what it saw."""
 
@@ -106,7 +98,10 @@ class Rehearsal:
             render.JobOptions(sweep_args=options.sweep or render.DEFAULT_SWEEP)
         )
         self.hosts: list[RehearsalHost] = []
-        self.report: dict[str, Any] = {"not_honoured": raystart.not_honoured(self.cluster)}
+        self.report: dict[str, Any] = {
+            "not_honoured": raystart.not_honoured(self.cluster),
+            "adapted": list(ADAPTED),
+        }
 
     def _say(self, text: str) -> None:
         self.out.write(f"[rehearse] {text}\n")
@@ -132,13 +127,13 @@ class Rehearsal:
     def _run_in(self, net: Network) -> int:
         for note in self.report["not_honoured"]:
             self._say(f"not honoured here: {note}")
+        for note in ADAPTED:
+            self._say(f"adapted here: {note}")
         head = self._start(net, "head", 0)
         self.url = f"http://{head.host.ip}:{raystart.dashboard_port(self.cluster)}"
         self._wait_ready(head)
         for i in range(self.opts.workers):
-            self._start(net, "worker", i)
-        for host in self.hosts[1:]:
-            self._wait_ready(host)
+            self._wait_ready(self._start(net, "worker", i))
         self._check_auth()
         code = self._sweep(net)
         self._analyse()
@@ -185,7 +180,7 @@ class Rehearsal:
         path, port = entry.pod.readiness_path, entry.pod.readiness_port
         url = f"http://{entry.host.ip}:{port}{path}"
         deadline = time.monotonic() + self.opts.startup_timeout_s
-        while _http(url, None, timeout_s=2) != 200:
+        while dashboard.status(url, None, timeout_s=2) != 200:
             if time.monotonic() > deadline:
                 raise BackendUnavailable(
                     f"{entry.host.name} not ready at {url} after {self.opts.startup_timeout_s:g} "
@@ -193,10 +188,21 @@ class Rehearsal:
                 )
             if entry.host.procs[-1].poll() is not None:
                 self._restart(entry)
+            self._check_head()
             time.sleep(0.5)
         entry.events["ready"] = time.time()
         took = entry.events["ready"] - entry.events["started"]
         self._say(f"{entry.host.name} ready ({path} 200) in {took:.1f} s")
+
+    def _check_head(self) -> None:
+        """A head whose `ray start` exited takes the cluster with it (no GCS fault
+        tolerance): stop here, not after the workers' timeouts."""
+        head = self.hosts[0]
+        if "ready" in head.events and head.host.procs[-1].poll() is not None:
+            raise BackendUnavailable(
+                f"the head's `ray start` exited after it was ready; see "
+                f"{self.root / head.host.name}.log (an overloaded machine can do this)"
+            )
 
     def _restart(self, entry: RehearsalHost) -> None:
         """A container whose `ray start` exited is restarted, as the kubelet does for a
@@ -210,9 +216,9 @@ class Rehearsal:
     def _check_auth(self) -> None:
         jobs = f"{self.url}/api/jobs/"
         codes = {
-            "no token": _http(jobs, None, "POST"),
-            "wrong token": _http(jobs, "0" * len(self.token), "POST"),
-            "right token": _http(jobs, self.token),
+            "no token": dashboard.status(jobs, None, "POST"),
+            "wrong token": dashboard.status(jobs, "0" * len(self.token), "POST"),
+            "right token": dashboard.status(jobs, self.token),
         }
         self.report["auth"] = codes
         self._say(f"job API from the host side: {codes}")
@@ -263,6 +269,7 @@ class Rehearsal:
         kill_at, add_at = self.opts.kill_node_at, self.opts.add_node_at
         added: RehearsalHost | None = None
         while proc.poll() is None:
+            self._check_head()
             if path.exists():
                 with open(path, "rb") as f:
                     f.seek(offset)
@@ -287,7 +294,7 @@ class Rehearsal:
         if entry.host.procs[-1].poll() is not None:
             self._restart(entry)
         url = f"http://{entry.host.ip}:{entry.pod.readiness_port}{entry.pod.readiness_path}"
-        if _http(url, None, timeout_s=0.5) == 200:
+        if dashboard.status(url, None, timeout_s=0.5) == 200:
             entry.events["ready"] = time.time()
             took = entry.events["ready"] - entry.events["started"]
             self.report["added"]["ready_after_s"] = took
@@ -302,9 +309,8 @@ class Rehearsal:
         self._say(f"killed {entry.host.name} {entry.host.ip} at {pct:.0f} %: {killed} processes")
 
     def _analyse(self) -> None:
-        tl = timeline.build(
-            _state(self.url, self.token, "tasks"), _state(self.url, self.token, "nodes")
-        )
+        tasks = dashboard.state(self.url, self.token, "tasks")
+        tl = timeline.build(tasks, dashboard.state(self.url, self.token, "nodes"))
         self.report["hosts"] = [
             {
                 "name": h.host.name,
@@ -333,22 +339,8 @@ class Rehearsal:
         self._print_report()
 
     def _print_report(self) -> None:
-        r = self._say
-        r("hosts:")
-        for h in self.report["hosts"]:
-            got = self.report["chunks_per_host"].get(h["ip"], 0)
-            r(f"  {h['name']:<10} {h['ip']:<15} {h['role']:<7} cpus={h['cpus']} chunks={got}")
-        for key in ("before_kill", "after_kill", "after_add"):
-            if key in self.report:
-                r(f"{key.replace('_', ' ')}: {dict(sorted(self.report[key].items()))}")
-        if "killed" in self.report:
-            rep = {k: self.report[k] for k in ("rerun_s", "node_dead_after_s", "recovery_s")}
-            rep = {k: "-" if v is None else f"{v:.1f} s" for k, v in rep.items()}
-            r(
-                f"kill: {self.report['lost_with_node']} chunk(s) running on it, re-run after "
-                f"{rep['rerun_s']}; node marked dead after {rep['node_dead_after_s']}; every "
-                f"chunk in flight at the kill done after {rep['recovery_s']}"
-            )
+        for line in timeline.report_lines(self.report):
+            self._say(line)
 
     def _check_results(self) -> int:
         seen: dict[int, int] = {}

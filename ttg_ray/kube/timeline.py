@@ -97,3 +97,25 @@ def build(tasks: Iterable[Mapping], nodes: Iterable[Mapping]) -> Timeline:
         if str(t.get("name", "")).startswith(CHUNK_TASK_PREFIX)
     ]
     return Timeline(attempts, deaths)
+
+
+def report_lines(report: Mapping) -> list[str]:
+    """A rehearsal's report (hosts, chunks per host and phase, the kill) as text lines."""
+    lines = ["hosts:"]
+    for h in report["hosts"]:
+        got = report["chunks_per_host"].get(h["ip"], 0)
+        lines.append(
+            f"  {h['name']:<10} {h['ip']:<15} {h['role']:<7} cpus={h['cpus']} chunks={got}"
+        )
+    for key in ("before_kill", "after_kill", "after_add"):
+        if key in report:
+            lines.append(f"{key.replace('_', ' ')}: {dict(sorted(report[key].items()))}")
+    if "killed" in report:
+        took = {k: report.get(k) for k in ("rerun_s", "node_dead_after_s", "recovery_s")}
+        took = {k: "-" if v is None else f"{v:.1f} s" for k, v in took.items()}
+        lines.append(
+            f"kill: {report['lost_with_node']} chunk(s) running on it, re-run after "
+            f"{took['rerun_s']}; node marked dead after {took['node_dead_after_s']}; every "
+            f"chunk in flight at the kill done after {took['recovery_s']}"
+        )
+    return lines
