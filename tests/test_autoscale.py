@@ -27,8 +27,8 @@ GCS = "127.0.0.1:6379"  # free inside the namespace
 MAX_CPUS = 3
 PARAMS = 3000
 _CPUS = (
-    f"import ray; ray.init(address='{GCS}', logging_level='ERROR'); "
-    "print(ray.cluster_resources().get('CPU', 0))"
+    f"import ray; ray.init(address='{GCS}', logging_level='ERROR', log_to_driver=False); "
+    "print('CPUS', ray.cluster_resources().get('CPU', 0))"
 )
 _ASKED = re.compile(r"asking the autoscaler for (\d+) CPUs")
 
@@ -72,7 +72,8 @@ def fake_cluster_config(max_workers: int) -> dict:
 def _cpus(host: Host, env: dict) -> float | None:
     argv = ["ip", "netns", "exec", host.netns, sys.executable, "-c", _CPUS]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    return float(proc.stdout.split()[-1]) if proc.returncode == 0 and proc.stdout else None
+    found = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("CPUS ")]
+    return float(found[-1]) if proc.returncode == 0 and found else None
 
 
 def _wait_cpus(host: Host, env: dict, want: float, timeout_s: float) -> float:
