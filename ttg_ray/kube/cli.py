@@ -90,7 +90,7 @@ def _rehearse_options(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--workers", type=int, default=3, help="worker hosts (replicas)")
     h.add_argument("--kill-node-at", type=float, metavar="PCT", help="kill a worker host then")
     h.add_argument("--add-node-at", type=float, metavar="PCT", help="start one more host then")
-    h.add_argument("--startup-timeout-s", type=float, default=120.0)
+    h.add_argument("--startup-timeout-s", type=float, default=180.0, help="per host")
     h.add_argument("--workdir", help="logs, temp dirs and results (default: a new temp dir)")
     h.add_argument("--report-json", metavar="PATH", help="write what the rehearsal saw")
 

@@ -48,7 +48,7 @@ class RehearsalOptions:
     kill_node_at: float | None = None  # percent of the sweep done
     add_node_at: float | None = None
     sweep: tuple[str, ...] = ()  # the RayJob entrypoint's sweep arguments; () = render's
-    startup_timeout_s: float = 120.0
+    startup_timeout_s: float = 180.0  # per host, restarts included
     workdir: str | None = None  # logs, temp dirs, results; default a fresh temp dir
     report_json: str | None = None
 
