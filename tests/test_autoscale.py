@@ -33,9 +33,6 @@ _CPUS = (
 _ASKED = re.compile(r"asking the autoscaler for (\d+) CPUs")
 
 
-SCRATCH = "/var/tmp"  # machines share /tmp with other runs' clean-ups
-
-
 def fake_cluster_config(max_workers: int) -> dict:
     """A fake_multinode cluster (see the notes on Ray here): a head with no CPUs, and
     one-CPU workers from 0 to max_workers, idle ones removed after 6 s."""
@@ -92,8 +89,8 @@ def _wait_cpus(host: Host, env: dict, want: float, timeout_s: float) -> float:
 def fake_cluster(tmp_path: Path):
     if shutil.which("ip") is None or os.geteuid() != 0:
         missing_service("root and iproute2 (the fake cluster runs in a network namespace)")
-    # Ray's dir not under pytest's basetemp (a parallel session may prune it) nor /tmp/ttg-*.
-    ray_dir = Path(tempfile.mkdtemp(prefix="kuberay-autoscale-", dir=SCRATCH))
+    # Ray's dir not under pytest's basetemp: a parallel session may prune it mid-run.
+    ray_dir = Path(tempfile.mkdtemp(prefix="ttga-"))  # short: Ray's socket paths must fit
     config = tmp_path / "cluster.json"
     config.write_text(json.dumps(fake_cluster_config(MAX_CPUS)))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

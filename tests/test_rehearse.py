@@ -22,9 +22,6 @@ from ttg_ray.workloads import seed_placeholder
 PARAMS = 36_000
 
 
-SCRATCH = "/var/tmp"  # machines share /tmp with other runs' clean-ups
-
-
 def _need_netns() -> None:
     if shutil.which("ip") is None:
         missing_service("iproute2 (`ip`)")
@@ -35,8 +32,8 @@ def _need_netns() -> None:
 @pytest.fixture(scope="module")
 def rehearsal() -> Iterator[tuple[subprocess.CompletedProcess, dict]]:
     _need_netns()
-    # Not under pytest's basetemp (a parallel session may prune it mid-run) nor /tmp/ttg-*.
-    work = Path(tempfile.mkdtemp(prefix="kuberay-rehearsal-", dir=SCRATCH))
+    # Not under pytest's basetemp: a parallel pytest session may prune that mid-run.
+    work = Path(tempfile.mkdtemp(prefix="kuberay-rehearsal-"))
     report = work / "report.json"
     argv = [
         sys.executable, "-m", "ttg_ray.kube", "rehearse", "--workers", "3",
@@ -108,9 +105,8 @@ def test_nothing_is_left_behind(rehearsal):
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     prefix = bridge.removesuffix("br")
     assert prefix not in links and prefix not in namespaces
-    workdir = Path(report["results_path"]).parents[3]
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(workdir) not in ps  # every `ray start --temp-dir <ours>` is gone
+    assert report["ray_temp_root"] not in ps  # every `ray start --temp-dir <ours>` is gone
 
 
 @pytest.mark.slow
@@ -135,24 +131,27 @@ def test_rehearse_sh_is_bash_clean():
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_while_starting_leaves_nothing_behind(tmp_path):
+def test_ctrl_c_while_starting_leaves_nothing_behind():
     _need_netns()
-    work = Path(tempfile.mkdtemp(prefix="kuberay-rehearsal-", dir=SCRATCH))
-    argv = [sys.executable, "-m", "ttg_ray.kube", "rehearse", "--workdir", str(work)]
+    work = Path(tempfile.mkdtemp(prefix="kuberay-rehearsal-"))
+    report_path = work / "report.json"
+    argv = [
+        sys.executable, "-m", "ttg_ray.kube", "rehearse", "--workdir", str(work),
+        "--report-json", str(report_path),
+    ]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    bridge = None
     for line in proc.stdout:
-        if " bridge " in line and bridge is None:
-            bridge = line.split(" bridge ")[1].split()[0]
         if "head-0 " in line and "ray start" in line:  # the head's `ray start` is running
             proc.send_signal(signal.SIGINT)
             break
     rest = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, rest
-    assert "torn down: nothing left" in rest
-    prefix = bridge.removesuffix("br")
+    report = json.loads(report_path.read_text())
+    assert report["leftovers"] == []
+    prefix = report["bridge"]["name"].removesuffix("br")
     assert prefix not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert prefix not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(work) not in ps
+    assert report["ray_temp_root"] not in ps
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(report["ray_temp_root"], ignore_errors=True)

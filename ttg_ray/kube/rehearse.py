@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # What a host here does differently from a pod, and why; printed with every rehearsal.
 ADAPTED = (
-    "ray start --temp-dir=<workdir>/<host>: a pod's /tmp is its own; here hosts share one disk",
+    "ray start --temp-dir=/tmp/ttgr-*/<host>: a pod's /tmp is its own; here hosts share one disk",
     "ray start --object-store-memory=30% of the memory limit: what Ray derives from the pod's "
     "cgroup limit, which a host here does not have",
     "RAY_USAGE_STATS_ENABLED=0: no traffic may leave the bridge (no default route either)",
@@ -112,15 +113,25 @@ class Rehearsal:
         root = Path(self.opts.workdir or tempfile.mkdtemp(prefix="ttg-rehearse-"))
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
+        # Ray's sockets live under --temp-dir and a Unix socket path has 107 bytes at
+        # most, so the hosts' temp dirs get a short root of their own.
+        self.temp_root = Path(tempfile.mkdtemp(prefix="ttgr-", dir="/tmp"))
+        self.report["ray_temp_root"] = str(self.temp_root)
         net = Network()
         self.report["bridge"] = {"name": net.bridge, "subnet": str(net.subnet)}
+        code = 1
         try:
             with net:
-                return self._run_in(net)
+                code = self._run_in(net)
+                return code
         finally:
             left = net.leftovers()
             self.report["leftovers"] = left
             self._say(f"torn down: {left or 'nothing left'}")
+            if code == 0:
+                shutil.rmtree(self.temp_root, ignore_errors=True)
+            else:
+                self._say(f"Ray's own logs are kept in {self.temp_root}")
             if self.opts.report_json:
                 Path(self.opts.report_json).write_text(json.dumps(self.report, indent=2) + "\n")
 
@@ -161,8 +172,7 @@ class Rehearsal:
         secrets = {self.secret["metadata"]["name"]: self.secret["stringData"]}
         fields = self._pod_fields(role, host.ip)
         pod = raystart.pod_start(self.cluster, kind, group, fields, secrets)
-        temp = self.root / host.name
-        flags = {"temp_dir": str(temp)}
+        flags = {"temp_dir": str(self.temp_root / host.name)}
         if (store := raystart.object_store_bytes(pod.start_params)) is not None:
             flags["object_store_memory"] = str(store)  # Ray's share of the pod's cgroup limit
         pod = pod.with_flags(**flags)
