@@ -42,7 +42,13 @@ def rehearsal() -> Iterator[tuple[subprocess.CompletedProcess, dict]]:
         "--params", str(PARAMS), "--chunk-size", "200", "--work-ms", "1", "--spread",
         "--log-format", "json", "--no-progress",
     ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=400)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # not SIGKILL: the rehearsal must tear down
+        out, err = proc.communicate(timeout=60)
+    proc = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     yield proc, json.loads(report.read_text())
     if proc.returncode == 0:  # else keep the hosts' logs for a look

@@ -54,6 +54,11 @@ _SYSTEM_FAILURES = (
 CAPACITY_REFRESH_S = 2.0
 # How often a changed autoscaler request is sent (it is one GCS key-value write).
 REQUEST_EVERY_S = 1.0
+# A chunk sent to a worker on a node that then vanished with its IP can wait forever for
+# an answer (seen in the KubeRay rehearsal). Chunks in flight when a node died that have
+# not come back this long after Ray declared it dead are sent once more; the first
+# result wins, the other is counted as a duplicate.
+RESEND_AFTER_NODE_DEATH_S = 15.0
 
 _metrics: dict[str, Counter] = {}
 _node_label: str | None = None
@@ -124,6 +129,10 @@ class RayBackend(Backend):
         self._read_at = time.monotonic()
         self._requested: int | None = None
         self._requested_at = 0.0
+        self._nodes = self._alive_nodes()
+        self._node_lost_at: float | None = None
+        self._sent_at: dict[ray.ObjectRef, float] = {}
+        self._resent: set[str] = set()
         # Starting the worker processes is start-up cost, not sweep time.
         # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
         cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -174,10 +183,37 @@ class RayBackend(Backend):
         if now - self._read_at >= CAPACITY_REFRESH_S:
             self._read_at = now
             cpus = self._cluster_cpus()
+            self._watch_nodes(now)
             if cpus != self._capacity:
                 log.info("the Ray cluster now has %d CPUs (was %d)", cpus, self._capacity)
             self._capacity = cpus
         return self._capacity
+
+    @staticmethod
+    def _alive_nodes() -> set[str]:
+        return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+
+    def _watch_nodes(self, now: float) -> None:
+        alive = self._alive_nodes()
+        if self._nodes - alive:
+            log.warning("Ray node(s) %s died", ", ".join(sorted(self._nodes - alive)))
+            self._node_lost_at = now
+        self._nodes = alive
+
+    def _resend_stuck(self) -> None:
+        """Send again each chunk that was in flight when a node died and is still out
+        RESEND_AFTER_NODE_DEATH_S later (once per chunk)."""
+        lost_at = self._node_lost_at
+        if lost_at is None or time.monotonic() - lost_at < RESEND_AFTER_NODE_DEATH_S:
+            return
+        for ref, chunk in list(self._pending.items()):
+            if self._sent_at.get(ref, lost_at) < lost_at and chunk.chunk_id not in self._resent:
+                log.warning(
+                    "chunk %s still out after a node died: sending it again", chunk.chunk_id
+                )
+                self._resent.add(chunk.chunk_id)
+                self.submit(chunk)
+        self._node_lost_at = None
 
     def want(self, chunks: int) -> None:
         """Ask the autoscaler for a CPU per chunk the sweep could run, up to
@@ -209,8 +245,10 @@ class RayBackend(Backend):
             options["scheduling_strategy"] = "SPREAD"
         ref = _chunk_task.options(**options).remote(self._fn, self._space_ref, chunk)
         self._pending[ref] = chunk
+        self._sent_at[ref] = time.monotonic()
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
+        self._resend_stuck()
         if not self._pending:
             time.sleep(timeout_s)
             return []
@@ -223,6 +261,7 @@ class RayBackend(Backend):
 
     def _collect(self, ref: ray.ObjectRef) -> ChunkResult:
         chunk = self._pending.pop(ref)
+        self._sent_at.pop(ref, None)
         try:
             return ray.get(ref)
         except _SYSTEM_FAILURES as err:
