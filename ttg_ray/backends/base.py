@@ -63,7 +63,14 @@ class Backend(ABC):
     @property
     @abstractmethod
     def capacity(self) -> int:
-        """How many chunks can run at the same time (worker slots)."""
+        """How many chunks can run at the same time (worker slots). The runner reads it
+        again as it goes, so a backend whose cluster grows or shrinks may change it."""
+
+    def want(self, chunks: int) -> None:
+        """The number of chunks the sweep could still run at once (in flight, due, and
+        not yet planned). A backend whose cluster can grow may ask for that much and
+        give it back as it falls; by default, nothing."""
+        return None
 
     @abstractmethod
     def submit(self, chunk: Chunk) -> None:

@@ -50,6 +50,17 @@ _SYSTEM_FAILURES = (
     LocalRayletDiedError,
 )
 
+# How often the cluster's CPUs are read again while a sweep runs: nodes that join are
+# used within seconds, and lost ones stop counting.
+CAPACITY_REFRESH_S = 2.0
+# How often a changed autoscaler request is sent (it is one GCS key-value write).
+REQUEST_EVERY_S = 1.0
+# A chunk sent to a worker on a node that then vanished with its IP can wait forever for
+# an answer (seen in the KubeRay rehearsal). Chunks in flight when a node died that have
+# not come back this long after Ray declared it dead are sent once more; the first
+# result wins, the other is counted as a duplicate.
+RESEND_AFTER_NODE_DEATH_S = 15.0
+
 _metrics: dict[str, Counter] = {}
 _node_label: str | None = None
 
@@ -99,6 +110,7 @@ class RayOptions(BackendOptions):
     address: str | None = None  # cluster address, else RAY_ADDRESS, else a local Ray
     spread: bool = False  # SPREAD scheduling: chunks across nodes rather than packed
     include_dashboard: bool | None = None  # for a local Ray; None = Ray's default
+    autoscale_cpus: int = 0  # ask the cluster's autoscaler for up to this many CPUs
 
 
 class RayBackend(Backend):
@@ -115,6 +127,12 @@ class RayBackend(Backend):
         self._owns_ray = False
         self._capacity = 1
         self._run_id = ""
+        self._requested: int | None = None  # CPUs asked of the autoscaler
+        self._requested_at = 0.0
+        self._nodes: set[str] = set()
+        self._node_lost_at: float | None = None
+        self._sent_at: dict[ray.ObjectRef, float] = {}
+        self._resent: set[str] = set()
 
     def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
         self._space = space
@@ -131,9 +149,13 @@ class RayBackend(Backend):
                 "level or make what it captures picklable"
             ) from err
         self._space_ref = ray.put(space)
-        self._capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._capacity = self._cluster_cpus()
+        self._read_at = time.monotonic()
+        self._nodes = self._alive_nodes()
         # Starting the worker processes is start-up cost, not sweep time.
-        nodes = ray.get([_warm_up.remote() for _ in range(self._capacity)])
+        # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        nodes = ray.get([_warm_up.remote() for _ in range(cpus)])
         log.info("Ray ready: %d CPUs on %d node(s)", self._capacity, len(set(nodes)))
 
     def _connect(self, config: RayConfig) -> None:
@@ -167,9 +189,70 @@ class RayBackend(Backend):
             f"; dashboard at http://{dashboard}" if dashboard else "",
         )
 
+    @staticmethod
+    def _cluster_cpus() -> int:
+        # At least 1: with no worker yet (an autoscaling cluster at zero), one chunk is
+        # what makes the demand that the autoscaler sees.
+        return max(1, int(ray.cluster_resources().get("CPU", 0)))
+
     @property
     def capacity(self) -> int:
+        """The cluster's CPUs, read again every CAPACITY_REFRESH_S."""
+        now = time.monotonic()
+        if now - self._read_at >= CAPACITY_REFRESH_S:
+            self._read_at = now
+            cpus = self._cluster_cpus()
+            self._watch_nodes(now)
+            if cpus != self._capacity:
+                log.info("the Ray cluster now has %d CPUs (was %d)", cpus, self._capacity)
+            self._capacity = cpus
         return self._capacity
+
+    @staticmethod
+    def _alive_nodes() -> set[str]:
+        return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+
+    def _watch_nodes(self, now: float) -> None:
+        alive = self._alive_nodes()
+        if self._nodes - alive:
+            log.warning("Ray node(s) %s died", ", ".join(sorted(self._nodes - alive)))
+            self._node_lost_at = now
+        self._nodes = alive
+
+    def _resend_stuck(self) -> None:
+        """Send again each chunk that was in flight when a node died and is still out
+        RESEND_AFTER_NODE_DEATH_S later (once per chunk)."""
+        lost_at = self._node_lost_at
+        if lost_at is None or time.monotonic() - lost_at < RESEND_AFTER_NODE_DEATH_S:
+            return
+        for ref, chunk in list(self._pending.items()):
+            if self._sent_at.get(ref, lost_at) < lost_at and chunk.chunk_id not in self._resent:
+                log.warning(
+                    "chunk %s still out after a node died: sending it again", chunk.chunk_id
+                )
+                self._resent.add(chunk.chunk_id)
+                self.submit(chunk)
+        self._node_lost_at = None
+
+    def want(self, chunks: int) -> None:
+        """Ask the autoscaler for a CPU per chunk the sweep could run, up to
+        autoscale_cpus: less as the tail approaches, nothing at the end."""
+        cap = self.options.autoscale_cpus
+        if cap <= 0:
+            return
+        target = min(cap, max(0, chunks))
+        now = time.monotonic()
+        if target == self._requested or (target and now - self._requested_at < REQUEST_EVERY_S):
+            return
+        self._request(target)
+        self._requested_at = now
+
+    def _request(self, cpus: int) -> None:
+        from ray.autoscaler.sdk import request_resources
+
+        log.info("asking the autoscaler for %d CPUs", cpus)
+        request_resources(num_cpus=cpus)
+        self._requested = cpus
 
     def submit(self, chunk: Chunk) -> None:
         options: dict[str, Any] = {
@@ -181,8 +264,10 @@ class RayBackend(Backend):
             options["scheduling_strategy"] = "SPREAD"
         ref = _chunk_task.options(**options).remote(self._fn, self._space_ref, chunk)
         self._pending[ref] = chunk
+        self._sent_at[ref] = time.monotonic()
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
+        self._resend_stuck()
         if not self._pending:
             time.sleep(timeout_s)
             return []
@@ -195,6 +280,7 @@ class RayBackend(Backend):
 
     def _collect(self, ref: ray.ObjectRef) -> ChunkResult:
         chunk = self._pending.pop(ref)
+        self._sent_at.pop(ref, None)
         try:
             return ray.get(ref)
         except _SYSTEM_FAILURES as err:
@@ -219,6 +305,8 @@ class RayBackend(Backend):
 
     def close(self) -> None:
         self._pending.clear()
+        if self._requested and ray.is_initialized():
+            self._request(0)  # give the cluster back, also after an error
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
         self._owns_ray = False

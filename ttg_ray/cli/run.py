@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-retries", type=integer(0), default=3, metavar="N")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
     run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
+    run.add_argument(
+        "--autoscale-cpus",
+        type=integer(0),
+        default=0,
+        metavar="N",
+        help="Ray: ask the cluster's autoscaler for up to N CPUs while work remains",
+    )
     run.add_argument("--no-dashboard", action="store_true", help="local Ray: no dashboard")
     run.add_argument("--redis-url", metavar="URL", help="redis backend (or TTG_REDIS_URL)")
     run.add_argument("--amqp-url", metavar="URL", help="rabbitmq backend (or TTG_AMQP_URL)")
@@ -201,6 +208,8 @@ def _run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.backend == "ray":
         options.update(spread=args.spread, address=args.address)
+        if args.autoscale_cpus:
+            options["autoscale_cpus"] = args.autoscale_cpus
         if args.no_dashboard:
             options["include_dashboard"] = False
     else:

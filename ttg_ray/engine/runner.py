@@ -106,7 +106,7 @@ class Runner:
             workers=capacity,
             max_size=self.max_chunk_params,
         )
-        self._max_inflight = max_inflight = self.max_inflight or 2 * capacity
+        self._max_inflight = self.max_inflight or 2 * capacity
         lifecycle(
             log,
             "initialized",
@@ -119,6 +119,7 @@ class Runner:
         started = time.monotonic()
         lifecycle(log, "running", "running", run_id=self.run_id)
         while True:
+            max_inflight = self._follow_capacity(planner)
             self._fill(planner, max_inflight)
             if not self._inflight and not self._retries and planner.exhausted:
                 break
@@ -139,6 +140,18 @@ class Runner:
             processed=self.summary.processed,
             failed=self.summary.failed,
         )
+
+    def _follow_capacity(self, planner: ChunkPlanner) -> int:
+        """The in-flight bound for now: it follows the backend's capacity as nodes join
+        and leave, and tells the backend how much work is left to run at once."""
+        capacity = max(1, self.backend.capacity)
+        if capacity != planner.workers:
+            log.info("capacity now %d worker slot(s), was %d", capacity, planner.workers)
+            planner.workers = capacity
+        self._max_inflight = self.max_inflight or 2 * capacity
+        unplanned = -(-planner.remaining // max(1, planner.next_size()))
+        self.backend.want(len(self._inflight) + len(self._retries) + unplanned)
+        return self._max_inflight
 
     def _fill(self, planner: ChunkPlanner, max_inflight: int) -> None:
         now = time.monotonic()

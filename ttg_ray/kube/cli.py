@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -45,6 +46,9 @@ def _render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-memory", default=d.worker_memory)
     p.add_argument("--head-cpus", default=d.head_cpus)
     p.add_argument("--head-memory", default=d.head_memory)
+    p.add_argument("--autoscale", action="store_true", help="in-tree autoscaler on")
+    p.add_argument("--min-workers", type=int, default=d.min_workers, help="with --autoscale")
+    p.add_argument("--max-workers", type=int, help="with --autoscale (default: --workers)")
     j = render.JobOptions()
     p.add_argument("--active-deadline-s", type=int, default=j.active_deadline_s)
     p.add_argument("--ttl-after-finished-s", type=int, default=j.ttl_after_finished_s)
@@ -76,7 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--working-dir", help="upload this directory with the job (runtime_env)")
     s.add_argument("--no-follow", action="store_true", help="print the id and return")
     s.add_argument("--timeout-s", type=float, default=0, help="stop the job after this; 0=never")
+    _rehearse_options(sub)
     return p
+
+
+def _rehearse_options(sub: argparse._SubParsersAction) -> None:
+    h = sub.add_parser(
+        "rehearse",
+        help="start the RayCluster as network-namespace hosts here (root) and run the sweep",
+    )
+    h.add_argument("--workers", type=int, default=3, help="worker hosts (replicas)")
+    h.add_argument("--kill-node-at", type=float, metavar="PCT", help="kill a worker host then")
+    h.add_argument("--add-node-at", type=float, metavar="PCT", help="start one more host then")
+    h.add_argument("--startup-timeout-s", type=float, default=180.0, help="per host")
+    h.add_argument("--workdir", help="logs, temp dirs and results (default: a new temp dir)")
+    h.add_argument("--report-json", metavar="PATH", help="write what the rehearsal saw")
 
 
 def _objects(what: str, args: argparse.Namespace, sweep: list[str]) -> list[dict]:
@@ -85,7 +103,9 @@ def _objects(what: str, args: argparse.Namespace, sweep: list[str]) -> list[dict
         image=args.image,
         image_pull_policy=args.image_pull_policy,
         workers=args.workers,
-        max_workers=args.workers,
+        max_workers=args.max_workers if args.max_workers is not None else args.workers,
+        autoscale=args.autoscale,
+        min_workers=args.min_workers,
         worker_cpus=args.worker_cpus,
         worker_memory=args.worker_memory,
         head_cpus=args.head_cpus,
@@ -93,6 +113,10 @@ def _objects(what: str, args: argparse.Namespace, sweep: list[str]) -> list[dict
     )
     if args.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    if args.autoscale and not 0 <= cluster.min_workers <= cluster.max_workers:
+        raise UsageError("--autoscale needs 0 <= --min-workers <= --max-workers")
+    if not args.autoscale and args.max_workers is not None:
+        raise UsageError("--max-workers and --min-workers go with --autoscale")
     if what == "secrets":
         return render.render_secrets(args.namespace)
     if what == "raycluster":
@@ -125,7 +149,32 @@ def _dispatch(args: argparse.Namespace, sweep: list[str]) -> int:
         return k8s.status(args)
     if args.command == "delete":
         return k8s.delete(args)
+    if args.command == "rehearse":
+        return _rehearse(args, sweep)
     return submit.run(args, sweep)
+
+
+def _rehearse(args: argparse.Namespace, sweep: list[str]) -> int:
+    from ttg_ray.kube import rehearse
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    options = rehearse.RehearsalOptions(
+        workers=args.workers,
+        kill_node_at=args.kill_node_at,
+        add_node_at=args.add_node_at,
+        sweep=tuple(sweep),
+        startup_timeout_s=args.startup_timeout_s,
+        workdir=args.workdir,
+        report_json=args.report_json,
+    )
+    # SIGTERM unwinds like Ctrl-C, so the teardown runs either way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    try:
+        return rehearse.run(options)
+    except KeyboardInterrupt:
+        print("interrupted; everything the rehearsal started is gone", file=sys.stderr)
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

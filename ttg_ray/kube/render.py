@@ -3,12 +3,15 @@ Pure: no kubernetes client, no I/O; `python -m ttg_ray.kube render` prints them.
 
 from __future__ import annotations
 
+import math
 import secrets
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import yaml
+
+from ttg_ray.kube.raystart import quantity
 
 # Must equal the Ray the image installs (pyproject pin); tests check both agree.
 RAY_VERSION = "2.60.0"
@@ -43,6 +46,10 @@ class ClusterOptions:
     head_cpus: str = "1"
     head_memory: str = "2Gi"
     shm_size: str = "1Gi"
+    # In-tree autoscaler: the worker group scales between min_workers and max_workers.
+    autoscale: bool = False
+    min_workers: int = 0
+    idle_timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -163,11 +170,22 @@ def _worker_group(opts: ClusterOptions) -> dict:
         "nodeTaintsPolicy": "Honor",
         "nodeAffinityPolicy": "Honor",
     }
+    if opts.autoscale:
+        # The autoscaler owns replicas between the bounds; start at the minimum.
+        replicas = {
+            "replicas": opts.min_workers,
+            "minReplicas": opts.min_workers,
+            "maxReplicas": opts.max_workers,
+        }
+    else:
+        replicas = {
+            "replicas": opts.workers,
+            "minReplicas": min(1, opts.workers),
+            "maxReplicas": max(opts.max_workers, opts.workers),
+        }
     return {
         "groupName": "workers",
-        "replicas": opts.workers,
-        "minReplicas": min(1, opts.workers),
-        "maxReplicas": max(opts.max_workers, opts.workers),
+        **replicas,
         "rayStartParams": {},
         "template": {
             "spec": {
@@ -180,17 +198,36 @@ def _worker_group(opts: ClusterOptions) -> dict:
     }
 
 
+def _autoscaler_options(opts: ClusterOptions) -> dict:
+    # The sidecar runs the head's image; it gets the same locked-down container settings.
+    return {
+        "upscalingMode": "Default",
+        "idleTimeoutSeconds": opts.idle_timeout_s,
+        "imagePullPolicy": opts.image_pull_policy,
+        "resources": _resources("500m", "512Mi"),
+        "securityContext": _security_context(),
+    }
+
+
 def cluster_spec(opts: ClusterOptions) -> dict:
     """The RayCluster spec, shared by the standalone cluster and a RayJob's own cluster."""
-    return {
+    spec = {
         "rayVersion": RAY_VERSION,
         # Ray 2.52+ token auth; the Secret holds key auth_token. KubeRay sets RAY_AUTH_MODE
         # and RAY_AUTH_TOKEN in every Ray container and in the RayJob submitter.
         "authOptions": {"mode": "token", "secretName": AUTH_SECRET},
-        "enableInTreeAutoscaling": False,
+        "enableInTreeAutoscaling": opts.autoscale,
         "headGroupSpec": _head_group(opts),
         "workerGroupSpecs": [_worker_group(opts)],
     }
+    if opts.autoscale:
+        spec["autoscalerOptions"] = _autoscaler_options(opts)
+    return spec
+
+
+def autoscale_cpus(opts: ClusterOptions) -> int:
+    """The most CPUs the worker group can reach: what a sweep may ask the autoscaler for."""
+    return opts.max_workers * math.ceil(quantity(opts.worker_cpus))
 
 
 def _metadata(name: str, namespace: str, component: str) -> dict:
@@ -237,12 +274,15 @@ def render_rayjob(job: JobOptions | None = None) -> dict:
     """A RayJob with a cluster of its own, torn down when the sweep ends."""
     job = job or JobOptions()
     cluster = replace(job.cluster, name=job.name)
+    sweep = list(job.sweep_args)
+    if cluster.autoscale and "--autoscale-cpus" not in sweep:
+        sweep += ["--autoscale-cpus", str(autoscale_cpus(cluster))]
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
         "metadata": _metadata(job.name, cluster.namespace, "sweep"),
         "spec": {
-            "entrypoint": entrypoint(job.sweep_args),
+            "entrypoint": entrypoint(sweep),
             # The driver only schedules; the head has no CPUs to give it anyway.
             "entrypointNumCpus": 0,
             "shutdownAfterJobFinishes": True,
