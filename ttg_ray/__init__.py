@@ -2,11 +2,13 @@
 
 ``ttg_ray.compute(f, 10_000)`` returns every value in parameter order;
 ``ttg_ray.stream(f, range(10**7), output="out.jsonl")`` yields them as they complete.
+The local Ray the first call starts stays up for later calls; ``ttg_ray.shutdown()``
+stops it (it also stops when the process exits).
 """
 
-from ttg_ray.api import Sweep, SweepResult, compute, stream
+from ttg_ray.api import Sweep, SweepResult, compute, shutdown, stream
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space
-from ttg_ray.errors import TtgError
+from ttg_ray.errors import SweepFailed, TtgError
 
 __all__ = [
     "Grid",
@@ -14,9 +16,11 @@ __all__ = [
     "ParamRange",
     "Space",
     "Sweep",
+    "SweepFailed",
     "SweepResult",
     "TtgError",
     "compute",
+    "shutdown",
     "stream",
 ]
 __version__ = "0.1.0"

@@ -21,10 +21,10 @@ from ttg_ray.backends.base import BACKENDS
 from ttg_ray.cli.args import integer, number
 from ttg_ray.cli.exits import run_main
 from ttg_ray.cli.logs import configure_logging
-from ttg_ray.cli.progress import ProgressBar
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_axis, parse_range
+from ttg_ray.engine.progress import ProgressDisplay, wanted_by_default
 from ttg_ray.errors import InvalidSpace, UsageError
 
 log = logging.getLogger("ttg_ray.run")
@@ -197,7 +197,11 @@ def _run(args: argparse.Namespace) -> int:
     _check_writable(args.summary_json, "--summary-json")
     if args.resume and not args.output:
         raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")
-    bar = ProgressBar() if sys.stderr.isatty() and not args.no_progress else None
+    bar = (
+        ProgressDisplay(description=args.backend, failed=lambda: sweep.summary.failed)
+        if not args.no_progress and wanted_by_default()
+        else None
+    )
     options: dict[str, Any] = {}
     if args.backend == "ray":
         options.update(spread=args.spread, address=args.address)
@@ -219,7 +223,8 @@ def _run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         output=args.output,
         resume=args.resume,
-        progress=bar,
+        on_error="record",  # every parameter runs; failures are listed and exit 1
+        progress=bar if bar is not None else False,
         **options,
     )
     interrupted = _catch_sigint()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ttg_ray.errors import InvalidSpace
@@ -243,6 +243,9 @@ def as_space(params: Any) -> Space:
         return Grid(params)
     if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
         return ParamList(params)
+    if isinstance(params, Iterable) and not isinstance(params, (str, bytes, Mapping)):
+        # A generator or other finite iterable: read once, here, so it can be indexed.
+        return ParamList(list(params))
     raise InvalidSpace(
         f"cannot make a parameter space from {type(params).__name__}; "
         "pass an int, a range, a list, a dict of axes (grid) or a Space"
@@ -284,3 +287,7 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+# What compute() and stream() accept as ``params`` (see as_space).
+ParamsLike = int | range | Sequence[Any] | Mapping[str, Any] | Space | Iterable[Any]
