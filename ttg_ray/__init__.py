@@ -8,17 +8,37 @@ stops it (it also stops when the process exits).
 
 from ttg_ray.api import Sweep, SweepResult, compute, shutdown, stream
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space
+from ttg_ray.core.sampling import (
+    Choice,
+    FloatRange,
+    Linspace,
+    Logspace,
+    LogUniform,
+    QuasiRandom,
+    RandInt,
+    RandomSample,
+    Uniform,
+)
 from ttg_ray.errors import SweepFailed, TtgError
 
 __all__ = [
+    "Choice",
+    "FloatRange",
     "Grid",
+    "Linspace",
+    "LogUniform",
+    "Logspace",
     "ParamList",
     "ParamRange",
+    "QuasiRandom",
+    "RandInt",
+    "RandomSample",
     "Space",
     "Sweep",
     "SweepFailed",
     "SweepResult",
     "TtgError",
+    "Uniform",
     "compute",
     "shutdown",
     "stream",

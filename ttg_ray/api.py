@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +60,7 @@ class Sweep:
     on_error: OnError = "raise"
     _display: ProgressDisplay | None = None
     _state: str = "new"  # new -> running -> done | stopped
-    _gen: Iterator[Batch] | None = None
+    _gen: Generator[Batch, None, None] | None = None
 
     @property
     def summary(self) -> Summary:
@@ -70,7 +70,7 @@ class Sweep:
     def ok(self) -> bool:
         return not self.failures
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self) -> Generator[Batch, None, None]:
         """The raw batches, for callers that handle whole chunks at a time."""
         if self._state != "new":
             raise UsageError(
@@ -82,7 +82,7 @@ class Sweep:
         self._gen = self._batches()
         return self._gen
 
-    def _batches(self) -> Iterator[Batch]:
+    def _batches(self) -> Generator[Batch, None, None]:
         batches = self._runner.batches()
         finished = False
         try:
@@ -337,7 +337,7 @@ def _prepare(
             f"options is a {type(options).__name__}, but the {backend} backend takes "
             f"{backend_cls.Options.__name__}"
         )
-    done, earlier_failures = IndexLedger(), []
+    done, earlier_failures = IndexLedger(), list[ParamFailure]()
     if resume:
         done, earlier_failures = _read_done(output, space, on_resumed)
     store = ResultStore(output, resume=resume) if output is not None else None

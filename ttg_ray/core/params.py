@@ -97,7 +97,7 @@ class ParamRange(Space):
 class Grid(Space):
     """The Cartesian product of named axes; a parameter is a dict, the last axis fastest."""
 
-    def __init__(self, axes: dict[str, Axis | Sequence[Any]]):
+    def __init__(self, axes: Mapping[str, Axis | Sequence[Any]]):
         if not axes:
             raise InvalidSpace("a grid needs at least one axis, e.g. --grid x=1,2,3")
         self.names: tuple[str, ...] = tuple(axes)
@@ -211,7 +211,7 @@ def space_from_spec(spec: Any) -> Space:
         if kind == "range":
             return ParamRange(spec["start"], spec["stop"], spec.get("step", 1))
         if kind == "grid":
-            axes = {}
+            axes: dict[str, Any] = {}
             for axis in spec["axes"]:
                 if "range" in axis:
                     axes[axis["name"]] = range(*axis["range"])
@@ -222,9 +222,17 @@ def space_from_spec(spec: Any) -> Space:
             if "offset" in spec:
                 return _OffsetList(spec["values"], int(spec["offset"]))
             return ParamList(spec["values"])
+        from ttg_ray.core.sampling import from_spec  # the newer kinds; imports this module
+
+        space = from_spec(spec)
+        if space is not None:
+            return space
     except (KeyError, TypeError, ValueError) as err:
         raise InvalidSpace(f"malformed {kind!r} space spec: {err!r}") from err
-    raise InvalidSpace(f"unknown space kind {kind!r}; expected range, grid or list")
+    raise InvalidSpace(
+        f"unknown space kind {kind!r}; expected range, grid, list, frange, linspace, "
+        "logspace, random or quasirandom"
+    )
 
 
 def as_space(params: Any) -> Space:
