@@ -78,13 +78,15 @@ def _dask() -> dict[str, float]:
     from dask.distributed import Client, LocalCluster
 
     t = time.perf_counter()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
-        with Client(cluster) as client:
-            client.gather(client.map(abs, range(N)))
-            first = time.perf_counter() - t
-            t = time.perf_counter()
-            client.gather(client.map(abs, range(N), pure=False))
-            second = time.perf_counter() - t
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        client.gather(client.map(abs, range(N)))
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        client.gather(client.map(abs, range(N), pure=False))
+        second = time.perf_counter() - t
     return {"first_call_s": first, "second_call_s": second}
 
 

@@ -125,7 +125,8 @@ class Logspace(_Axis1D):
         if index == self.num - 1:
             return self.high
         lo, hi = math.log(self.low), math.log(self.high)
-        return math.exp(lo + (hi - lo) * index / (self.num - 1))
+        # 12 significant digits: 1e-3, not exp(log(...)) = 0.0010000000000000002
+        return float(f"{math.exp(lo + (hi - lo) * index / (self.num - 1)):.12g}")
 
     def to_spec(self) -> dict:
         return {"kind": "logspace", "low": self.low, "high": self.high, "num": self.num}
