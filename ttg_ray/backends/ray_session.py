@@ -129,9 +129,14 @@ def _start(wanted: RayWanted) -> _Session:
     try:
         with _sigint_held(interrupted):
             context = ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+    except Exception as err:  # Ray raises bare Exception for a start-up time-out, too
         # A failed start may still have started some processes: ours are the new children.
         _reap(_family({p: t for p, t in _children(os.getpid()).items() if p not in before}))
+        if wanted.address is None:
+            raise BackendUnavailable(
+                f"a local Ray did not start: {err}; on a busy machine try again, or with "
+                "fewer --workers; Ray's logs are in /tmp/ray/session_latest/logs"
+            ) from err
         raise BackendUnavailable(
             f"cannot reach {where}: {err}; check --address / RAY_ADDRESS (and "
             "RAY_AUTH_TOKEN if the cluster uses token authentication), or give neither "

@@ -378,3 +378,82 @@ def from_spec(spec: dict) -> Space | None:
             return RandomSample(spec["n"], dists, seed=spec.get("seed", 0))
         return QuasiRandom(spec["n"], dists, spec.get("method", "sobol"), spec.get("seed", 0))
     return None
+
+
+_DISTS = {"uniform": Uniform, "loguniform": LogUniform, "randint": RandInt}
+_AXIS_HELP = (
+    "NAME=1,2,3 | NAME=START:STOP[:STEP] (floats allowed) | NAME=lin:START:STOP:NUM | "
+    "NAME=log:LOW:HIGH:NUM"
+)
+_DIST_HELP = "NAME=uniform:LOW:HIGH | NAME=loguniform:LOW:HIGH | NAME=randint:LOW:HIGH | NAME=a,b,c"
+
+
+def parse_axis_text(text: str, sampled: bool = False) -> tuple[str, Any]:
+    """One --grid NAME=... as (name, axis); with ``sampled`` (--sample), as (name,
+    distribution). InvalidSpace says what a well-formed one looks like."""
+    from ttg_ray.core.params import parse_axis  # the integer and list forms
+
+    name, sep, body = text.partition("=")
+    name, body = name.strip(), body.strip()
+    helptext = _DIST_HELP if sampled else _AXIS_HELP
+    if not sep or not name or not body:
+        raise InvalidSpace(f"--grid {text!r}: expected {helptext}")
+    kind, _, rest = body.partition(":")
+    parts = rest.split(":")
+    try:
+        if sampled:
+            if kind in _DISTS:
+                if len(parts) != 2:
+                    raise InvalidSpace(f"--grid {text!r}: {kind} takes LOW:HIGH")
+                cast = int if kind == "randint" else float
+                return name, _DISTS[kind](cast(parts[0]), cast(parts[1]))
+            if kind == "choice":
+                body = rest
+            elif ":" in body:
+                raise InvalidSpace(f"--grid {text!r}: unknown distribution {kind!r}")
+            return name, Choice(_list_items(text, body))
+        if kind in ("lin", "log"):
+            if len(parts) != 3:
+                raise InvalidSpace(f"--grid {text!r}: {kind} takes START:STOP:NUM")
+            start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+            axis: Any = Linspace(start, stop, num) if kind == "lin" else Logspace(start, stop, num)
+        elif ":" in body and "," not in body and any(c in body for c in ".eE"):
+            numbers = [float(p) for p in body.split(":")]
+            if len(numbers) != 3:
+                raise InvalidSpace(f"--grid {text!r}: a float range takes START:STOP:STEP")
+            axis = FloatRange(*numbers)
+        elif ":" in body and "," not in body:
+            name, axis = parse_axis(f"{name}={body}")
+        else:
+            axis = tuple(_list_items(text, body))
+    except ValueError as err:
+        raise InvalidSpace(f"--grid {text!r}: {err}; expected {helptext}") from None
+    if len(axis) == 0:
+        raise InvalidSpace(
+            f"--grid {text!r} has no values (is STOP on the wrong side of START, or NUM 0?)"
+        )
+    return name, axis
+
+
+def _list_items(text: str, body: str) -> list[Any]:
+    """'1,2,x' -> [1, 2, 'x']: JSON where it parses, else the plain string. An empty
+    item, or text among numbers, is a typo far more often than a wish."""
+    import json
+
+    items = [item.strip() for item in body.split(",")]
+    if any(item == "" for item in items):
+        raise InvalidSpace(f"--grid {text!r} has an empty value (two commas in a row?)")
+    values = []
+    for item in items:
+        try:
+            values.append(json.loads(item))
+        except ValueError:
+            values.append(item)
+    plain = [i for i, v in zip(items, values) if isinstance(v, str) and not i.startswith('"')]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if plain and numbers:
+        raise InvalidSpace(
+            f"--grid {text!r} mixes numbers and text ({plain[0]!r}); if you mean the text, "
+            f"quote it as JSON: '\"{plain[0]}\"'"
+        )
+    return values
