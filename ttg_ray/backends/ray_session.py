@@ -127,11 +127,22 @@ def _start(wanted: RayWanted) -> _Session:
     before = set(_children(os.getpid()))
     interrupted = threading.Event()
     try:
-        with _sigint_held(interrupted):
-            context = ray.init(**kwargs)
-    except Exception as err:  # Ray raises bare Exception for a start-up time-out, too
-        # A failed start may still have started some processes: ours are the new children.
-        _reap(_family({p: t for p, t in _children(os.getpid()).items() if p not in before}))
+        for attempt in (1, 2):
+            try:
+                with _sigint_held(interrupted):
+                    context = ray.init(**kwargs)
+                break
+            except Exception as err:  # Ray raises bare Exception for a start-up time-out
+                # A failed start may still have started processes: ours are the new children.
+                _reap(_family({p: t for p, t in _children(os.getpid()).items() if p not in before}))
+                # Ray waits a fixed 30 s for its raylet; a busy machine can take longer.
+                timed_out = "timed out during startup" in str(err)
+                if attempt == 2 or interrupted.is_set() or not timed_out:
+                    raise
+                log.warning("the local Ray timed out starting (busy machine?); trying once more")
+    except Exception as err:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from err
         if wanted.address is None:
             raise BackendUnavailable(
                 f"a local Ray did not start: {err}; on a busy machine try again, or with "
