@@ -380,7 +380,10 @@ def from_spec(spec: dict) -> Space | None:
     return None
 
 
-_DISTS = {"uniform": Uniform, "loguniform": LogUniform, "randint": RandInt}
+_DISTS: dict[str, type[Uniform] | type[LogUniform]] = {
+    "uniform": Uniform,
+    "loguniform": LogUniform,
+}
 _AXIS_HELP = (
     "NAME=1,2,3 | NAME=START:STOP[:STEP] (floats allowed) | NAME=lin:START:STOP:NUM | "
     "NAME=log:LOW:HIGH:NUM"
@@ -402,11 +405,12 @@ def parse_axis_text(text: str, sampled: bool = False) -> tuple[str, Any]:
     parts = rest.split(":")
     try:
         if sampled:
-            if kind in _DISTS:
+            if kind in (*_DISTS, "randint"):
                 if len(parts) != 2:
                     raise InvalidSpace(f"--grid {text!r}: {kind} takes LOW:HIGH")
-                cast = int if kind == "randint" else float
-                return name, _DISTS[kind](cast(parts[0]), cast(parts[1]))
+                if kind == "randint":
+                    return name, RandInt(int(parts[0]), int(parts[1]))
+                return name, _DISTS[kind](float(parts[0]), float(parts[1]))
             if kind == "choice":
                 body = rest
             elif ":" in body:
