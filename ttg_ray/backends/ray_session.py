@@ -108,9 +108,26 @@ def dashboard_url() -> str | None:
     return _session.dashboard_url if _session is not None else None
 
 
+def _quiet_ray_logs() -> dict[str, Any]:
+    """Ray's own Python log lines: through ttg_ray's handlers when the CLI set them up
+    (so they are JSON under --log-format json), WARNING and up, and Ray's token-auth
+    notice only at DEBUG (the dashboard line says what to do about the token)."""
+    ours = logging.getLogger("ttg_ray")
+    debug = ours.getEffectiveLevel() <= logging.DEBUG
+    if not debug:
+        logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+    if not ours.handlers:  # a library user's logging set-up decides; Ray keeps its own
+        return {"logging_level": logging.DEBUG if debug else logging.WARNING}
+    ray_logger = logging.getLogger("ray")
+    ray_logger.handlers[:] = list(ours.handlers)
+    ray_logger.propagate = False
+    ray_logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    return {"configure_logging": False}
+
+
 def _start(wanted: RayWanted) -> _Session:
     global _session, _exit_hook
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = _quiet_ray_logs()
     if wanted.address is not None:
         _probe(wanted.address)
         where = f"the Ray cluster at {wanted.address}"
@@ -178,10 +195,13 @@ def _start(wanted: RayWanted) -> _Session:
 
 def _dashboard_note(dashboard: str) -> str:
     note = f"; dashboard at http://{dashboard}"
-    if os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled" and os.environ.get(
-        "RAY_AUTH_MODE"
-    ):
-        note += " (it asks for the token: `ray get-auth-token` prints it)"
+    # A local Ray turns token authentication on unless RAY_AUTH_MODE=disabled, and the
+    # dashboard then asks for the token.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled":
+        note += (
+            " (token authentication is on: the browser asks for the token, which "
+            "`ray get-auth-token` prints; RAY_AUTH_MODE=disabled turns it off)"
+        )
     return note
 
 
