@@ -171,7 +171,7 @@ def test_every_option_is_spelt_out_with_a_type_and_a_default(fn):
     options = [p for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     names = {p.name for p in options}
     assert {"backend", "workers", "chunk_size", "max_retries", "on_error", "progress"} <= names
-    assert {"output", "resume", "run_id", "options"} <= names
+    assert {"output", "resume", "run_id", "options", "setup"} <= names
     for p in options:
         assert p.annotation is not inspect.Parameter.empty, p.name
         assert p.default is not inspect.Parameter.empty, p.name
@@ -500,3 +500,55 @@ def test_the_python_examples_in_the_readme_are_valid_python():
     assert blocks
     for block in blocks:
         compile(textwrap.dedent(block), "README", "exec")
+
+
+# Per-worker setup -----------------------------------------------------------------------
+
+
+def load_model():
+    """Stands in for an expensive load; records which process loaded it."""
+    return {"pid": os.getpid(), "scale": 3}
+
+
+def predict(p, model):
+    return (p * model["scale"], model["pid"], os.getpid())
+
+
+def broken_setup():
+    raise OSError("model file missing")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_setup_runs_once_per_worker_process_and_its_result_is_handed_over(warm):
+    result = ttg_ray.compute(predict, 200, setup=load_model, chunk_size=10, progress=False)
+    assert [v[0] for v in result.values] == [3 * i for i in range(200)]
+    # Each value was computed with the model its own process loaded, never another's.
+    assert all(loaded_by == ran_in for _, loaded_by, ran_in in result.values)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_failing_setup_fails_the_sweep_with_its_error(warm):
+    with pytest.raises(SweepFailed, match="model file missing"):
+        ttg_ray.compute(predict, 10, setup=broken_setup, max_retries=0, progress=False)
+
+
+def test_setup_in_process_is_called_once_and_a_new_sweep_replaces_it():
+    from ttg_ray.core.setup import WithSetup
+
+    calls = []
+
+    def setup():
+        calls.append(1)
+        return len(calls)
+
+    first = WithSetup(lambda p, r: (p, r), setup)
+    assert [first(i) for i in range(3)] == [(0, 1), (1, 1), (2, 1)]
+    second = WithSetup(lambda p, r: (p, r), setup)
+    assert second(0) == (0, 2) and len(calls) == 2
+
+
+def test_setup_on_a_queue_backend_is_refused_with_what_to_do():
+    with pytest.raises(UsageError, match=r"functools\.cache"):
+        ttg_ray.compute(predict, 10, backend="redis", setup=load_model)

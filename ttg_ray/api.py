@@ -18,6 +18,7 @@ from ttg_ray.backends.base import backend_options as backend_options_of
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import ParamsLike, Space, as_space
 from ttg_ray.core.results import ParamFailure
+from ttg_ray.core.setup import WithSetup
 from ttg_ray.core.summary import Summary
 from ttg_ray.engine.progress import ProgressDisplay, ProgressFn
 from ttg_ray.engine.progress import resolve as resolve_progress
@@ -146,6 +147,7 @@ def stream(
     max_retries: int = 3,
     on_error: OnError = "raise",
     progress: bool | ProgressFn | None = None,
+    setup: Callable[[], Any] | None = None,
     output: str | os.PathLike[str] | None = None,
     resume: bool = False,
     run_id: str | None = None,
@@ -170,6 +172,10 @@ def stream(
             parameter, collect failures in ``failures`` and log one warning at the end.
         progress: True shows a progress bar, False none, a callable gets
             ``(done, total)``; None (default) shows one on a terminal or in a notebook.
+        setup: run once per worker process (load a model, a data set); ``fn`` is then
+            called as ``fn(param, resource)`` with what setup returned in that process.
+            Ray backend (the queue backends send function names: cache in a module-level
+            variable there).
         output: a JSON Lines file written as results arrive.
         resume: skip the indices ``output`` already holds (they are not yielded).
         run_id: names the run in logs, task names and queue keys; default random.
@@ -197,6 +203,7 @@ def stream(
         max_retries=max_retries,
         on_error=on_error,
         progress=progress,
+        setup=setup,
         output=output,
         resume=resume,
         run_id=run_id,
@@ -215,6 +222,7 @@ def compute(
     max_retries: int = 3,
     on_error: OnError = "raise",
     progress: bool | ProgressFn | None = None,
+    setup: Callable[[], Any] | None = None,
     output: str | os.PathLike[str] | None = None,
     resume: bool = False,
     run_id: str | None = None,
@@ -225,7 +233,7 @@ def compute(
 
     Args:
         fn, params, backend, workers, chunk_size, max_retries, on_error, progress,
-        output, resume, run_id, options, **backend_options: as for stream().
+        setup, output, resume, run_id, options, **backend_options: as for stream().
 
     Returns:
         A SweepResult: ``values`` in parameter order (None where a parameter failed,
@@ -246,6 +254,7 @@ def compute(
         max_retries=max_retries,
         on_error=on_error,
         progress=progress,
+        setup=setup,
         output=output,
         resume=resume,
         run_id=run_id,
@@ -290,6 +299,7 @@ _TOP_LEVEL = (
     "max_retries",
     "on_error",
     "progress",
+    "setup",
     "output",
     "resume",
     "run_id",
@@ -307,6 +317,7 @@ def _prepare(
     max_retries: int,
     on_error: OnError,
     progress: bool | ProgressFn | None,
+    setup: Callable[[], Any] | None,
     output: str | os.PathLike[str] | None,
     resume: bool,
     run_id: str | None,
@@ -326,6 +337,14 @@ def _prepare(
         raise UsageError(f"on_error must be 'raise' or 'record', got {on_error!r}")
     if resume and output is None:
         raise UsageError("resume needs an output file to resume from (--output PATH.jsonl)")
+    if setup is not None:
+        if backend != "ray":
+            raise UsageError(
+                f"setup runs on the Ray backend; the {backend} backend sends function names, "
+                "not code: load the state in your function's module, cached in a module-level "
+                "variable (functools.cache), and it is loaded once per worker there too"
+            )
+        fn = WithSetup(fn, setup)
     if options is None:
         typed = backend_options_of(
             backend_cls, workers=workers, max_retries=max_retries, **backend_options

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_WORK_MS:g} where the function takes it)",
     )
     fn.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the function")
+    fn.add_argument(
+        "--setup",
+        metavar="MODULE:ATTR",
+        help="run once per worker process (load a model, a data set); the function is "
+        "then called as f(param, what_setup_returned) (Ray backend)",
+    )
     run = p.add_argument_group("execution")
     run.add_argument(
         "--chunk-size",
@@ -332,6 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         output=args.output,
         resume=args.resume,
         on_error="record",  # every parameter runs; failures are listed and exit 1
+        setup=FunctionRef.parse(args.setup).resolve() if args.setup else None,
         progress=bar if bar is not None else False,
         **options,
     )
