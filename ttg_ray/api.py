@@ -138,7 +138,7 @@ def _warn_failures(failures: list[ParamFailure], summary: Summary) -> None:
 
 
 def stream(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     params: ParamsLike,
     *,
     backend: str = "ray",
@@ -213,7 +213,7 @@ def stream(
 
 
 def compute(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     params: ParamsLike,
     *,
     backend: str = "ray",
@@ -308,7 +308,7 @@ _TOP_LEVEL = (
 
 
 def _prepare(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     params: Any,
     *,
     backend: str,
