@@ -553,3 +553,20 @@ def test_setup_in_process_is_called_once_and_a_new_sweep_replaces_it():
 def test_setup_on_a_queue_backend_is_refused_with_what_to_do():
     with pytest.raises(UsageError, match=r"functools\.cache"):
         ttg_ray.compute(predict, 10, backend="redis", setup=load_model)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_cli_setup_flag_hands_its_result_to_the_function(tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = _run(
+        "--params", "20", "--function", "test_front_door:predict",
+        "--setup", "test_front_door:load_model", "--workers", "1", "--no-dashboard",
+        "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    values = {
+        json.loads(line)["index"]: json.loads(line)["value"]
+        for line in out.read_text().splitlines()
+    }
+    assert {i: v[0] for i, v in values.items()} == {i: 3 * i for i in range(20)}

@@ -247,7 +247,9 @@ def function_from_args(args: argparse.Namespace):
     if takes_work and "work_ms" not in kwargs:
         kwargs["work_ms"] = DEFAULT_WORK_MS if args.work_ms is None else args.work_ms
     try:
-        inspect.signature(fn).bind(None, **kwargs)
+        # With --setup the function also takes what setup returned.
+        positional = (None, None) if getattr(args, "setup", None) else (None,)
+        inspect.signature(fn).bind(*positional, **kwargs)
     except TypeError as err:
         raise UsageError(f"--kwargs do not fit {args.function}: {err}") from None
     except ValueError:
