@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 import ttg_ray
 from ttg_ray import workloads
@@ -18,9 +17,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    # ttg_ray's warm Ray: started once here (retried once if a busy machine makes Ray's
+    # start-up time out), reused by every test below, stopped at the end.
+    ttg_ray.compute(abs, 1, workers=2, include_dashboard=False, progress=False)
     yield
-    ray.shutdown()
+    ttg_ray.shutdown()
 
 
 def placeholder(p):
