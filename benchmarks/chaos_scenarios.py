@@ -98,7 +98,9 @@ def sweep(ctx: Ctx, fn, *, progress=None, url: str | None = None, **kwargs: Any)
     options = {"workers": ctx.workers, "chunk_size": ctx.chunk_size}
     options.update(ctx.broker_options(url), **kwargs)
     started = time.monotonic()
-    result = ttg_ray.stream(fn, ctx.n, backend=ctx.backend, output=out, progress=watch, **options)
+    result = ttg_ray.stream(
+        fn, ctx.n, backend=ctx.backend, output=out, progress=watch, on_error="record", **options
+    )
     for _ in result.batches():
         pass
     return Outcome(out, time.monotonic() - started, result.summary.duration_s)

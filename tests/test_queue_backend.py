@@ -89,6 +89,7 @@ def test_a_raising_parameter_is_failed_with_its_traceback(request, backend, run_
         workers=2,
         max_retries=1,
         run_id=run_id,
+        on_error="record",
         **broker(request, backend),
     )
     assert sorted(f.index for f in result.failures) == [5, 77]
@@ -211,7 +212,7 @@ def huge_at_three(p):
 def test_a_value_that_is_not_json_fails_only_its_parameter(request, backend, run_id):
     result = ttg_ray.compute(
         set_at_five, 20, backend=backend, workers=1, chunk_size=10, run_id=run_id,
-        **broker(request, backend),
+        on_error="record", **broker(request, backend),
     )  # fmt: skip
     assert [(f.index, f.type) for f in result.failures] == [(5, "TypeError")]
     assert "not JSON" in result.failures[0].message
@@ -222,7 +223,7 @@ def test_a_value_that_is_not_json_fails_only_its_parameter(request, backend, run
 def test_a_result_over_the_message_limit_is_split_down_to_its_parameter(request, backend, run_id):
     result = ttg_ray.compute(
         huge_at_three, 8, backend=backend, workers=1, chunk_size=8, max_retries=0,
-        run_id=run_id, **broker(request, backend),
+        run_id=run_id, on_error="record", **broker(request, backend),
     )  # fmt: skip
     assert [(f.index, f.type) for f in result.failures] == [(3, "ResultTooLarge")]
     assert [v for i, v in enumerate(result.values) if i != 3] == [
@@ -250,7 +251,7 @@ def exits_at_three(p):
 def test_system_exit_in_the_function_fails_only_its_parameter(request, backend, run_id):
     result = ttg_ray.compute(
         exits_at_three, 10, backend=backend, workers=1, chunk_size=5, max_retries=1,
-        run_id=run_id, **broker(request, backend),
+        run_id=run_id, on_error="record", **broker(request, backend),
     )  # fmt: skip
     assert [(f.index, f.type, f.attempts) for f in result.failures] == [(3, "SystemExit", 2)]
     assert result.values[4] == seed_placeholder(4, 0)

@@ -105,6 +105,7 @@ def test_chunk_that_kills_every_worker_is_quarantined(request, backend, run_id):
         max_retries=1,
         chunk_size=8,
         run_id=run_id,
+        on_error="record",
         **broker_kwargs(request, backend),
     )
     assert [f.index for f in result.failures] == [poison]

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 import ttg_ray
 from ttg_ray import workloads
@@ -18,9 +17,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    # ttg_ray's warm Ray: started once here (retried once if a busy machine makes Ray's
+    # start-up time out), reused by every test below, stopped at the end.
+    ttg_ray.compute(abs, 1, workers=2, include_dashboard=False, progress=False)
     yield
-    ray.shutdown()
+    ttg_ray.shutdown()
 
 
 def placeholder(p):
@@ -44,7 +45,7 @@ def test_automatic_chunks_and_node_record():
 
 def test_always_raising_parameter_is_reported_with_traceback():
     fn = lambda p: workloads.faulty(p, fail_params=[13])  # noqa: E731  (lambdas travel to Ray)
-    result = ttg_ray.compute(fn, 100, chunk_size=10, max_retries=2)
+    result = ttg_ray.compute(fn, 100, chunk_size=10, max_retries=2, on_error="record")
     assert not result.ok
     assert [(f.index, f.type, f.attempts) for f in result.failures] == [(13, "ValueError", 3)]
     assert "designed to fail" in result.failures[0].traceback
@@ -130,7 +131,7 @@ def base_exception_at_three(p):
 
 
 def test_a_value_ray_cannot_send_back_fails_only_its_parameter():
-    result = ttg_ray.compute(lock_at_five, 40, chunk_size=10)
+    result = ttg_ray.compute(lock_at_five, 40, chunk_size=10, on_error="record")
     assert [(f.index, f.type) for f in result.failures] == [(5, "TypeError")]
     assert "pickle" in result.failures[0].message
     assert [v for i, v in enumerate(result.values) if i != 5] == [
@@ -139,7 +140,9 @@ def test_a_value_ray_cannot_send_back_fails_only_its_parameter():
 
 
 def test_a_base_exception_fails_only_its_parameter():
-    result = ttg_ray.compute(base_exception_at_three, 20, chunk_size=10, max_retries=0)
+    result = ttg_ray.compute(
+        base_exception_at_three, 20, chunk_size=10, max_retries=0, on_error="record"
+    )
     assert [(f.index, f.type) for f in result.failures] == [(3, "Boom")]
     assert result.values[4] == placeholder(4)
 
@@ -150,9 +153,11 @@ def fails_at_two(p):
 
 def test_resume_keeps_earlier_failures_and_reads_back_values(tmp_path):
     out = tmp_path / "out.jsonl"
-    first = ttg_ray.compute(fails_at_two, 10, max_retries=0, output=out)
+    first = ttg_ray.compute(fails_at_two, 10, max_retries=0, output=out, on_error="record")
     assert [f.index for f in first.failures] == [2]
-    again = ttg_ray.compute(fails_at_two, 10, max_retries=0, output=out, resume=True)
+    again = ttg_ray.compute(
+        fails_at_two, 10, max_retries=0, output=out, resume=True, on_error="record"
+    )
     assert not again.ok and [(f.index, f.type) for f in again.failures] == [(2, "ValueError")]
     assert again.values == first.values and again.values[2] is None
     assert again.summary.failed == 1 and again.summary.processed == 0

@@ -42,3 +42,25 @@ class SweepInterrupted(TtgError):
     """The driver was interrupted; results so far are in the store. Exit 130."""
 
     exit_code = 130
+
+
+class SweepFailed(TtgError):
+    """A parameter failed for good under ``on_error="raise"``: the sweep stopped at it.
+    ``failure`` has its index, parameter, error and traceback; ``partial`` the results so
+    far (a SweepResult from compute(), None from stream(), which yielded them)."""
+
+    def __init__(self, failure: object, partial: object = None):
+        self.failure = failure
+        self.partial = partial
+        index = getattr(failure, "index", "?")
+        param = getattr(failure, "param", None)
+        kind = getattr(failure, "type", "Error")
+        message = getattr(failure, "message", "")
+        attempts = getattr(failure, "attempts", 1)
+        text = f"parameter {index} ({param!r:.200}) failed after {attempts} attempt(s): "
+        text += f"{kind}: {message}"
+        trace = getattr(failure, "traceback", "")
+        if trace:
+            text += "\n\nIts traceback (in the worker):\n" + trace.rstrip()
+        text += '\n\nPass on_error="record" to run every parameter and collect the failures.'
+        super().__init__(text)

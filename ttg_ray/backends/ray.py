@@ -7,6 +7,7 @@ task is named after its chunk, so the dashboard's task view reads as the sweep d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -28,13 +29,14 @@ from ray.exceptions import (
 )
 from ray.util.metrics import Counter
 
+from ttg_ray.backends import ray_session
 from ttg_ray.backends.base import Backend, BackendOptions
 from ttg_ray.config import RayConfig, WorkerContext
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
-from ttg_ray.errors import BackendUnavailable, InvalidFunction, TtgError
+from ttg_ray.errors import InvalidFunction, TtgError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class RayOptions(BackendOptions):
 
 class RayBackend(Backend):
     """Runs chunks as Ray tasks on a cluster: explicit address, else RAY_ADDRESS, else a
-    local Ray started here (and stopped at close)."""
+    local Ray started here and kept warm for later sweeps (see ray_session)."""
 
     name = "ray"
     Options = RayOptions
@@ -124,7 +126,6 @@ class RayBackend(Backend):
     def __init__(self, options: RayOptions):
         super().__init__(options)
         self._pending: dict[ray.ObjectRef, Chunk] = {}
-        self._owns_ray = False
         self._capacity = 1
         self._run_id = ""
         self._requested: int | None = None  # CPUs asked of the autoscaler
@@ -137,10 +138,15 @@ class RayBackend(Backend):
     def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
         self._space = space
         self._run_id = run_id
-        if ray.is_initialized():
-            log.info("using the Ray this process already started or joined")
-        else:
-            self._connect(RayConfig.from_env(self.options.address))
+        config = RayConfig.from_env(self.options.address)
+        where = ray_session.connect(
+            ray_session.RayWanted(
+                address=config.address,
+                num_cpus=self.options.workers,
+                include_dashboard=self.options.include_dashboard,
+            )
+        )
+        log.info("using %s", where)
         try:
             self._fn = ray.put(fn)
         except Exception as err:  # cloudpickle raises many types for unpicklable closures
@@ -157,37 +163,6 @@ class RayBackend(Backend):
         cpus = int(ray.cluster_resources().get("CPU", 0))
         nodes = ray.get([_warm_up.remote() for _ in range(cpus)])
         log.info("Ray ready: %d CPUs on %d node(s)", self._capacity, len(set(nodes)))
-
-    def _connect(self, config: RayConfig) -> None:
-        kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
-        if config.address:
-            where = f"the Ray cluster at {config.address}"
-            kwargs["address"] = config.address
-        else:
-            where = "a local Ray"
-            kwargs["address"] = "local"  # never join a cluster that happens to run here
-            if self.options.workers:
-                kwargs["num_cpus"] = self.options.workers
-            if self.options.include_dashboard is not None:
-                kwargs["include_dashboard"] = self.options.include_dashboard
-        log.info("connecting to %s", where)
-        started = time.monotonic()
-        try:
-            context = ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
-            raise BackendUnavailable(
-                f"cannot reach {where}: {err}; check --address / RAY_ADDRESS (and "
-                "RAY_AUTH_TOKEN if the cluster uses token authentication), or give neither "
-                "to run on a local Ray"
-            ) from err
-        self._owns_ray = True
-        dashboard = getattr(context, "dashboard_url", None)
-        log.info(
-            "connected to %s in %.1f s%s",
-            where,
-            time.monotonic() - started,
-            f"; dashboard at http://{dashboard}" if dashboard else "",
-        )
 
     @staticmethod
     def _cluster_cpus() -> int:
@@ -304,9 +279,12 @@ class RayBackend(Backend):
             raise TtgError(f"Ray failed while running chunk {chunk.chunk_id}: {err}") from err
 
     def close(self) -> None:
-        self._pending.clear()
         if self._requested and ray.is_initialized():
             self._request(0)  # give the cluster back, also after an error
-        if self._owns_ray and ray.is_initialized():
-            ray.shutdown()
-        self._owns_ray = False
+        # The Ray itself stays up for the next sweep (ray_session); only this sweep's
+        # tasks still in flight (an early stop) are cancelled.
+        pending, self._pending = list(self._pending), {}
+        if pending and ray.is_initialized():
+            for ref in pending:
+                with contextlib.suppress(RayError, ValueError):
+                    ray.cancel(ref)

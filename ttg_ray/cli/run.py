@@ -21,10 +21,11 @@ from ttg_ray.backends.base import BACKENDS
 from ttg_ray.cli.args import integer, number
 from ttg_ray.cli.exits import run_main
 from ttg_ray.cli.logs import configure_logging
-from ttg_ray.cli.progress import ProgressBar
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
-from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_axis, parse_range
+from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_range
+from ttg_ray.core.sampling import QuasiRandom, RandomSample, parse_axis_text
+from ttg_ray.engine.progress import ProgressDisplay, wanted_by_default
 from ttg_ray.errors import InvalidSpace, UsageError
 
 log = logging.getLogger("ttg_ray.run")
@@ -40,12 +41,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
+EPILOG = """\
+exit codes:
+  0    every parameter succeeded
+  1    some parameters failed (listed; all are in --output)
+  2    bad usage or input (nothing was started)
+  3    backend unreachable (Ray address, Redis, RabbitMQ)
+  130  interrupted (Ctrl-C); rerun with the same --output and --resume
+
+examples:
+  python -m ttg_ray.run --params 100000 --function ttg_ray.workloads:cpu_bound
+  python -m ttg_ray.run --grid lr=log:1e-4:1e-1:20 --grid layers=1,2,3 --function mymod:train
+  python -m ttg_ray.run --sample 200 --sampler sobol --grid lr=loguniform:1e-4:1e-1 \\
+      --grid act=choice:relu,tanh --function mymod:train --output runs.jsonl
+  python -m ttg_ray.run --range 0:1000000 --output out.jsonl --resume
+  python -m ttg_ray.run --backend redis --workers 4 --params 10000
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m ttg_ray.run",
         description="Run f(param) over a parameter space, in chunks, on Ray, Redis or RabbitMQ.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="ray")
+    p.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default="ray",
+        help="where chunks run (default: ray; a local Ray unless --address / RAY_ADDRESS)",
+    )
     space = p.add_argument_group("parameter space (one of; default --params 10000)")
     space.add_argument("--params", type=integer(0), metavar="N", help="the integers 0..N-1")
     space.add_argument("--range", metavar="START:STOP[:STEP]", help="an integer range")
@@ -53,13 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid",
         action="append",
         metavar="NAME=VALUES",
-        help="a grid axis, repeatable: NAME=1,2,3 or NAME=START:STOP[:STEP]",
+        help="a grid axis, repeatable: NAME=1,2,3 | NAME=START:STOP[:STEP] (floats allowed: "
+        "0:1:0.1) | NAME=lin:START:STOP:NUM | NAME=log:LOW:HIGH:NUM. With --sample: "
+        "NAME=uniform:LOW:HIGH | loguniform:LOW:HIGH | randint:LOW:HIGH | choice:a,b,c",
     )
+    space.add_argument(
+        "--sample",
+        type=integer(1),
+        metavar="N",
+        help="draw N points from the --grid distributions instead of the full grid",
+    )
+    space.add_argument(
+        "--sampler",
+        choices=("random", "sobol", "lhs"),
+        default="random",
+        help="with --sample: random draws, or a quasi-random design (sobol, lhs; need "
+        "scipy) (default: random)",
+    )
+    space.add_argument("--seed", type=int, default=0, help="with --sample (default: 0)")
     space.add_argument(
         "--values", metavar="JSON|@FILE", help="an explicit JSON list of parameters, or @file"
     )
     fn = p.add_argument_group("function")
-    fn.add_argument("--function", default=DEFAULT_FUNCTION, metavar="MODULE:ATTR")
+    fn.add_argument(
+        "--function",
+        default=DEFAULT_FUNCTION,
+        metavar="MODULE:ATTR",
+        help=f"the function to run, importable on the workers (default: {DEFAULT_FUNCTION})",
+    )
     fn.add_argument(
         "--work-ms",
         type=number(0),
@@ -68,12 +115,32 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_WORK_MS:g} where the function takes it)",
     )
     fn.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the function")
-    run = p.add_argument_group("execution")
-    run.add_argument("--chunk-size", type=integer(1), metavar="N", help="default: automatic")
-    run.add_argument(
-        "--workers", type=integer(1), metavar="N", help="local Ray CPUs, or local queue workers"
+    fn.add_argument(
+        "--setup",
+        metavar="MODULE:ATTR",
+        help="run once per worker process (load a model, a data set); the function is "
+        "then called as f(param, what_setup_returned) (Ray backend)",
     )
-    run.add_argument("--max-retries", type=integer(0), default=3, metavar="N")
+    run = p.add_argument_group("execution")
+    run.add_argument(
+        "--chunk-size",
+        type=integer(1),
+        metavar="N",
+        help="parameters per task (default: automatic, from measured task times)",
+    )
+    run.add_argument(
+        "--workers",
+        type=integer(1),
+        metavar="N",
+        help="local Ray CPUs, or local queue workers (default: the machine's CPUs)",
+    )
+    run.add_argument(
+        "--max-retries",
+        type=integer(0),
+        default=3,
+        metavar="N",
+        help="runs again of a parameter that raised, or of a chunk whose worker died (default: 3)",
+    )
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
     run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
     run.add_argument(
@@ -93,11 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--output", metavar="PATH.jsonl", help="results, one JSON line each")
     out.add_argument("--resume", action="store_true", help="skip what --output already holds")
     out.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON")
-    out.add_argument("--log-format", choices=("text", "json"), default="text")
     out.add_argument(
-        "--log-level", default="INFO", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR")
+        "--log-format", choices=("text", "json"), default="text", help="(default: text)"
     )
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="(default: INFO; Ray's own messages show at DEBUG)",
+    )
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it shows only on a terminal anyway)",
+    )
     return p
 
 
@@ -107,17 +184,44 @@ def space_from_args(args: argparse.Namespace) -> Space:
     ]
     if len(given) > 1:
         raise UsageError(f"give only one of --params, --range, --grid, --values (got {given})")
+    if args.sample is not None and args.grid is None:
+        raise UsageError(
+            "--sample draws from --grid distributions: add e.g. --grid lr=loguniform:1e-4:1e-1"
+        )
+    space = _space(args)
+    if len(space) == 0:
+        raise InvalidSpace(
+            f"the parameter space is empty ({_given(args)}): nothing to run; give at least "
+            "one parameter (for --range START:STOP, STOP above START)"
+        )
+    return space
+
+
+def _space(args: argparse.Namespace) -> Space:
     if args.range is not None:
         r = parse_range(args.range)
         return ParamRange(r.start, r.stop, r.step)
     if args.grid is not None:
-        axes = dict(parse_axis(text) for text in args.grid)
+        sampled = args.sample is not None
+        axes = dict(parse_axis_text(text, sampled) for text in args.grid)
         if len(axes) != len(args.grid):
             raise InvalidSpace("each --grid axis name may be given only once")
-        return Grid(axes)
+        if not sampled:
+            return Grid(axes)
+        if args.sampler == "random":
+            return RandomSample(args.sample, axes, seed=args.seed)
+        return QuasiRandom(args.sample, axes, method=args.sampler, seed=args.seed)
     if args.values is not None:
         return ParamList(_load_values(args.values))
     return ParamRange(0, DEFAULT_PARAMS if args.params is None else args.params)
+
+
+def _given(args: argparse.Namespace) -> str:
+    for name in ("range", "values", "params"):
+        value = getattr(args, name)
+        if value is not None:
+            return f"--{name} {value}"
+    return "--params 0"
 
 
 def _load_values(text: str) -> list[Any]:
@@ -150,7 +254,9 @@ def function_from_args(args: argparse.Namespace):
     if takes_work and "work_ms" not in kwargs:
         kwargs["work_ms"] = DEFAULT_WORK_MS if args.work_ms is None else args.work_ms
     try:
-        inspect.signature(fn).bind(None, **kwargs)
+        # With --setup the function also takes what setup returned.
+        positional = (None, None) if getattr(args, "setup", None) else (None,)
+        inspect.signature(fn).bind(*positional, **kwargs)
     except TypeError as err:
         raise UsageError(f"--kwargs do not fit {args.function}: {err}") from None
     except ValueError:
@@ -167,6 +273,15 @@ def _check_writable(path: str | None, flag: str) -> None:
     try:
         with open(target, "a"):
             pass
+    except IsADirectoryError as err:
+        raise UsageError(
+            f"{flag} {path}: cannot write there, it is a directory; give a file path in it"
+        ) from err
+    except FileNotFoundError as err:
+        raise UsageError(
+            f"{flag} {path}: cannot write there, {target.parent} does not exist; create it "
+            f"(mkdir -p {target.parent}) or choose another path"
+        ) from err
     except OSError as err:
         raise UsageError(
             f"{flag} {path}: cannot write there ({err.strerror}); choose a writable path"
@@ -202,9 +317,14 @@ def _run(args: argparse.Namespace) -> int:
     space = space_from_args(args)
     fn = function_from_args(args)
     _check_writable(args.summary_json, "--summary-json")
+    _check_writable(args.output, "--output")
     if args.resume and not args.output:
         raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")
-    bar = ProgressBar() if sys.stderr.isatty() and not args.no_progress else None
+    bar = (
+        ProgressDisplay(description=args.backend, failed=lambda: sweep.summary.failed)
+        if not args.no_progress and wanted_by_default()
+        else None
+    )
     options: dict[str, Any] = {}
     if args.backend == "ray":
         options.update(spread=args.spread, address=args.address)
@@ -228,7 +348,9 @@ def _run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         output=args.output,
         resume=args.resume,
-        progress=bar,
+        on_error="record",  # every parameter runs; failures are listed and exit 1
+        setup=FunctionRef.parse(args.setup).resolve() if args.setup else None,
+        progress=bar if bar is not None else False,
         **options,
     )
     interrupted = _catch_sigint()

@@ -30,7 +30,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--visibility-timeout-s", type=float, default=DEFAULT_VISIBILITY_TIMEOUT_S)
     parser.add_argument("--idle-timeout-s", type=float, help="exit after this long without work")
     parser.add_argument("--reconnect-timeout-s", type=float, default=60.0)
-    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    # Internal: set by the queue backend for the workers it starts (exit with the driver).
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-id", help="consumer name (default host-pid)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--log-level", default="INFO")

@@ -35,6 +35,13 @@ class FunctionRef:
     @classmethod
     def parse(cls, text: str, kwargs: dict[str, Any] | None = None) -> FunctionRef:
         module, sep, attr = text.partition(":")
+        if not module.strip().replace(".", "_").isidentifier():
+            raise InvalidFunction(
+                f"--function takes MODULE:ATTR, the name of a function in an importable "
+                f"module (e.g. ttg_ray.workloads:cpu_bound), got {text!r}; a lambda or other "
+                "expression cannot be given on the command line: define the function in a "
+                "module (say mymod.py: def f(x): ...) and pass mymod:f"
+            )
         if not sep or not module.strip() or not attr.strip() or ":" in attr:
             raise InvalidFunction(
                 f"a function must be named module:attr (e.g. ttg_ray.workloads:cpu_bound), "

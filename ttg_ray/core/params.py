@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ttg_ray.errors import InvalidSpace
@@ -97,7 +97,7 @@ class ParamRange(Space):
 class Grid(Space):
     """The Cartesian product of named axes; a parameter is a dict, the last axis fastest."""
 
-    def __init__(self, axes: dict[str, Axis | Sequence[Any]]):
+    def __init__(self, axes: Mapping[str, Axis | Sequence[Any]]):
         if not axes:
             raise InvalidSpace("a grid needs at least one axis, e.g. --grid x=1,2,3")
         self.names: tuple[str, ...] = tuple(axes)
@@ -211,7 +211,7 @@ def space_from_spec(spec: Any) -> Space:
         if kind == "range":
             return ParamRange(spec["start"], spec["stop"], spec.get("step", 1))
         if kind == "grid":
-            axes = {}
+            axes: dict[str, Any] = {}
             for axis in spec["axes"]:
                 if "range" in axis:
                     axes[axis["name"]] = range(*axis["range"])
@@ -222,9 +222,17 @@ def space_from_spec(spec: Any) -> Space:
             if "offset" in spec:
                 return _OffsetList(spec["values"], int(spec["offset"]))
             return ParamList(spec["values"])
+        from ttg_ray.core.sampling import from_spec  # the newer kinds; imports this module
+
+        space = from_spec(spec)
+        if space is not None:
+            return space
     except (KeyError, TypeError, ValueError) as err:
         raise InvalidSpace(f"malformed {kind!r} space spec: {err!r}") from err
-    raise InvalidSpace(f"unknown space kind {kind!r}; expected range, grid or list")
+    raise InvalidSpace(
+        f"unknown space kind {kind!r}; expected range, grid, list, frange, linspace, "
+        "logspace, random or quasirandom"
+    )
 
 
 def as_space(params: Any) -> Space:
@@ -243,6 +251,9 @@ def as_space(params: Any) -> Space:
         return Grid(params)
     if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
         return ParamList(params)
+    if isinstance(params, Iterable) and not isinstance(params, (str, bytes, Mapping)):
+        # A generator or other finite iterable: read once, here, so it can be indexed.
+        return ParamList(list(params))
     raise InvalidSpace(
         f"cannot make a parameter space from {type(params).__name__}; "
         "pass an int, a range, a list, a dict of axes (grid) or a Space"
@@ -284,3 +295,7 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+# What compute() and stream() accept as ``params`` (see as_space).
+ParamsLike = int | range | Sequence[Any] | Mapping[str, Any] | Space | Iterable[Any]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +88,7 @@ class Runner:
         self._seq = 0
         self._last_progress_log = 0.0
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self) -> Generator[Batch, None, None]:
         """Run the sweep, yielding each chunk's newly final results. The backend is open
         for exactly as long as this generator runs (closing it early releases it)."""
         t0 = time.monotonic()

@@ -74,7 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("kind", choices=sorted(k8s.KIND_NAMES))
         s.add_argument("name")
         s.add_argument("--namespace", default="default")
-    s = sub.add_parser("submit", help="submit the sweep as a Ray Job and follow its logs")
+    s = sub.add_parser(
+        "submit",
+        help="submit the sweep as a Ray Job and follow its logs",
+        description="Submit a sweep as a Ray Job. Everything after -- is passed to "
+        "python -m ttg_ray.run in the job (its --grid, --function, --output ...; see "
+        "python -m ttg_ray.run --help).",
+        epilog="example: python -m ttg_ray.kube submit --address http://127.0.0.1:8265 -- "
+        "--params 100000 --function ttg_ray.workloads:cpu_bound --summary-json s.json",
+    )
     s.add_argument("--address", default="http://127.0.0.1:8265", help="Ray dashboard URL")
     s.add_argument("--submission-id", help="default: ttg-<random>")
     s.add_argument("--working-dir", help="upload this directory with the job (runtime_env)")
