@@ -4,7 +4,7 @@
 ``ttg_ray.stream(f, range(10**7), output="out.jsonl")`` yields them as they complete.
 """
 
-from ttg_ray.api import Sweep, SweepResult, compute, stream
+from ttg_ray.api import VERSION, Sweep, SweepResult, compute, stream
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space
 from ttg_ray.errors import TtgError
 
@@ -19,4 +19,4 @@ __all__ = [
     "compute",
     "stream",
 ]
-__version__ = "0.1.0"
+__version__ = VERSION

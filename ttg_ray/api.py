@@ -11,13 +11,16 @@ from typing import Any
 
 from ttg_ray.backends.base import backend_options as backend_options_of
 from ttg_ray.backends.base import load_backend
+from ttg_ray.core.identity import SweepIdentity
 from ttg_ray.core.ledger import IndexLedger
-from ttg_ray.core.params import Space, as_space
+from ttg_ray.core.params import as_space
 from ttg_ray.core.results import ParamFailure
 from ttg_ray.core.summary import Summary
+from ttg_ray.engine.resume import Checkpoint, Store, open_output
 from ttg_ray.engine.runner import Batch, ProgressFn, RetryPolicy, Runner
-from ttg_ray.engine.store import ResultStore, read_store
-from ttg_ray.errors import InvalidFunction, OutputError, UsageError
+from ttg_ray.errors import InvalidFunction, UsageError
+
+VERSION = "0.1.0"  # also ttg_ray.__version__; recorded in every result file
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Sweep:
     as it completes; afterwards ``failures`` and ``summary`` are complete."""
 
     _runner: Runner
-    _store: ResultStore | None
+    _store: Store | None
     failures: list[ParamFailure] = field(default_factory=list)
 
     @property
@@ -115,6 +118,7 @@ def _prepare(
     max_retries: int = 3,
     output: str | Path | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
     progress: ProgressFn | None = None,
     run_id: str | None = None,
     on_resumed: Callable[[int, Any], None] | None = None,
@@ -126,16 +130,27 @@ def _prepare(
     _check_count("chunk_size", chunk_size, minimum=1)
     _check_count("workers", workers, minimum=1)
     _check_count("max_retries", max_retries, minimum=0)
-    if resume and output is None:
+    if (resume or retry_failed) and output is None:
         raise UsageError("resume needs an output file to resume from (--output PATH.jsonl)")
     backend_cls = load_backend(backend)
+    # With a result file every value must be one it can keep: each backend then hands
+    # back exactly what the file holds (Ray without a file: any picklable value).
+    backend_options.setdefault("encode_values", output is not None)
     options = backend_options_of(
         backend_cls, workers=workers, max_retries=max_retries, **backend_options
     )
-    done, earlier_failures = IndexLedger(), []
-    if resume:
-        done, earlier_failures = _read_done(output, space, on_resumed)
-    store = ResultStore(output, resume=resume) if output is not None else None
+    checkpoint = Checkpoint(store=None, done=IndexLedger())  # type: ignore[arg-type]
+    if output is not None:
+        identity = SweepIdentity.of(fn, space, VERSION)
+        checkpoint = open_output(
+            output,
+            identity,
+            space,
+            resume=resume,
+            retry_failed=retry_failed,
+            on_resumed=on_resumed,
+        )
+    store, done, earlier_failures = checkpoint.store, checkpoint.done, checkpoint.failures
     runner = Runner(
         backend_cls(options),
         fn,
@@ -159,58 +174,3 @@ def _check_count(name: str, value: int | None, minimum: int) -> None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _read_done(
-    path: Any, space: Space, on_resumed: Callable[[int, Any], None] | None
-) -> tuple[IndexLedger, list[ParamFailure]]:
-    """The indices an earlier run of this sweep already finished, from its result file,
-    and the failures among them."""
-    done, failures = IndexLedger(), []
-    for record in read_store(path):
-        _check_record(record, space, path)
-        index = record["index"]
-        if index in done:
-            continue
-        done.add_range(index, index + 1)
-        if "error" in record:
-            failures.append(_failure_from_record(record))
-        elif on_resumed is not None:
-            on_resumed(index, record.get("value"))
-    return done, failures
-
-
-def _failure_from_record(record: dict) -> ParamFailure:
-    error = record["error"] if isinstance(record["error"], dict) else {}
-    return ParamFailure(
-        index=record["index"],
-        param=record.get("param"),
-        type=str(error.get("type", "Error")),
-        message=str(error.get("message", "")),
-        traceback=str(error.get("traceback", "")),
-        attempts=int(error.get("attempts", 1)),
-    )
-
-
-def _check_record(record: dict, space: Space, path: Any) -> None:
-    """A resume file must come from the same space: same indices, same parameters."""
-    index = record.get("index")
-    if not isinstance(index, int) or not 0 <= index < len(space):
-        raise OutputError(
-            f"{path} has index {index!r}, outside this sweep's {len(space):,} parameters; "
-            "it belongs to a different sweep: choose another --output or rerun that sweep"
-        )
-    if _normal(record.get("param")) != _normal(space[index]):
-        raise OutputError(
-            f"{path} has parameter {record.get('param')!r} at index {index}, but this sweep's "
-            f"parameter there is {space[index]!r}; it belongs to a different sweep"
-        )
-
-
-def _normal(value: Any) -> Any:
-    """JSON's view of a value: tuples become lists, as they do in the file."""
-    if isinstance(value, (tuple, list)):
-        return [_normal(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    return value

@@ -83,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--external-workers", action="store_true", help="queues: start no local workers"
     )
     out = p.add_argument_group("output")
-    out.add_argument("--output", metavar="PATH.jsonl", help="results, one JSON line each")
+    out.add_argument(
+        "--output",
+        metavar="PATH",
+        help="results: PATH.jsonl (one JSON line each) or PATH.parquet (a table)",
+    )
     out.add_argument("--resume", action="store_true", help="skip what --output already holds")
+    out.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again only the parameters --output records as failed",
+    )
     out.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON")
     out.add_argument("--log-format", choices=("text", "json"), default="text")
     out.add_argument(
@@ -195,8 +204,9 @@ def _run(args: argparse.Namespace) -> int:
     space = space_from_args(args)
     fn = function_from_args(args)
     _check_writable(args.summary_json, "--summary-json")
-    if args.resume and not args.output:
-        raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")
+    for flag, given in (("--resume", args.resume), ("--retry-failed", args.retry_failed)):
+        if given and not args.output:
+            raise UsageError(f"{flag} needs --output PATH.jsonl (the file to resume from)")
     bar = ProgressBar() if sys.stderr.isatty() and not args.no_progress else None
     options: dict[str, Any] = {}
     if args.backend == "ray":
@@ -219,6 +229,7 @@ def _run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         output=args.output,
         resume=args.resume,
+        retry_failed=args.retry_failed,
         progress=bar,
         **options,
     )
