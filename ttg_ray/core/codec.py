@@ -37,6 +37,8 @@ _HINTS = {
     "datetime": "value.isoformat() or a timestamp float",
     "date": "value.isoformat()",
     "Decimal": "str(value) or float(value)",
+    "PosixPath": "str(path)",
+    "WindowsPath": "str(path)",
 }
 
 

@@ -55,7 +55,8 @@ class SweepIdentity:
             ("kwargs", self.kwargs, other.kwargs),
         ):
             if mine != theirs:
-                return f"its {what} is {_short(mine)}, this sweep's is {_short(theirs)}"
+                verb = "are" if what == "kwargs" else "is"
+                return f"its {what} {verb} {_short(mine)}, this sweep's {_short(theirs)}"
         return None
 
 
@@ -63,10 +64,16 @@ def describe_space(space: Space) -> dict:
     """The space's spec as JSON; a list by its length and the hash of its values, so
     the header stays small whatever the list's size."""
     spec = space.to_spec()
-    if isinstance(space, ParamList):
-        blob = codec.dumps(spec["values"]).encode()
-        return {"kind": "list", "len": len(space), "sha256": hashlib.sha256(blob).hexdigest()}
-    return codec.encode(spec)
+    try:
+        if isinstance(space, ParamList):
+            blob = codec.dumps(spec["values"]).encode()
+            return {"kind": "list", "len": len(space), "sha256": hashlib.sha256(blob).hexdigest()}
+        return codec.encode(spec)
+    except Unencodable as err:
+        raise Unencodable(
+            f"a parameter cannot be written to a result file: {err} (use it without "
+            "--output, on the Ray backend)"
+        ) from err
 
 
 def describe_function(fn: Callable[[Any], Any]) -> tuple[str, Any]:

@@ -122,9 +122,9 @@ def _check_record(record: dict, space: Space, path: Any) -> int:
             f"{path} has index {index!r}, outside this sweep's {len(space):,} parameters; "
             "it belongs to a different sweep: choose another --output or rerun that sweep"
         )
-    param = record.get("param")
-    if type(param) is not int or param != space[index]:
-        expected = codec.encode(space[index])
+    param, mine = record.get("param"), space[index]
+    if not (type(param) is int and type(mine) is int and param == mine):  # the fast path
+        expected = codec.encode(mine)
         if param != expected:
             raise OutputError(
                 f"{path} has parameter {codec.dumps(param)[:60]} at index {index}, but this "
