@@ -4,7 +4,7 @@
 ``ttg_ray.stream(f, range(10**7), output="out.jsonl")`` yields them as they complete.
 """
 
-from ttg_ray.api import VERSION, Sweep, SweepResult, compute, stream
+from ttg_ray.api import VERSION, Sweep, SweepResult, compute, read_results, stream
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space
 from ttg_ray.errors import TtgError
 
@@ -17,6 +17,7 @@ __all__ = [
     "SweepResult",
     "TtgError",
     "compute",
+    "read_results",
     "stream",
 ]
 __version__ = VERSION

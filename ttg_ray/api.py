@@ -13,7 +13,7 @@ from ttg_ray.backends.base import backend_options as backend_options_of
 from ttg_ray.backends.base import load_backend
 from ttg_ray.core.identity import SweepIdentity
 from ttg_ray.core.ledger import IndexLedger
-from ttg_ray.core.params import as_space
+from ttg_ray.core.params import Space, as_space
 from ttg_ray.core.results import ParamFailure
 from ttg_ray.core.summary import Summary
 from ttg_ray.engine.resume import Checkpoint, Store, open_output
@@ -31,10 +31,18 @@ class SweepResult:
     failures: list[ParamFailure]
     summary: Summary
     output: Path | None = None
+    space: Space | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def to_pandas(self) -> Any:
+        """The results as a pandas DataFrame, the same table read_results() gives from
+        the sweep's output file (needs the ``table`` extra: pyarrow and pandas)."""
+        from ttg_ray.engine.table import to_pandas
+
+        return to_pandas(self.values, self.failures, self.space)
 
 
 @dataclass
@@ -76,13 +84,24 @@ class Sweep:
 def stream(fn: Callable[[Any], Any], params: Any, **kwargs: Any) -> Sweep:
     """Prepare a sweep of ``fn`` over ``params``; it runs as you iterate it.
 
-    ``params`` is an int (0..n-1), a range, a sequence, a dict of axes (a grid) or a
-    Space. ``output`` is a JSON Lines file written as results arrive; with ``resume``,
-    the indices already in it are skipped (and not yielded). Other keyword arguments go
+    ``params`` is an int (0..n-1), a range, a sequence or numpy array, a dict of axes (a
+    grid) or a Space. ``output`` is a JSON Lines file (``.jsonl``) or a Parquet
+    directory (``.parquet``) written as results arrive; with ``resume``, the indices
+    already in it are skipped (and not yielded); with ``retry_failed``, only the
+    parameters it records as failed run again. Other keyword arguments go
     to the backend (RayOptions: address, spread, include_dashboard; QueueOptions:
     redis_url, amqp_url, external_workers, allow_modules); an unknown one is refused.
     """
     return _prepare(fn, params, **kwargs)
+
+
+def read_results(path: str | Path) -> Any:
+    """A result file (.jsonl) or directory (.parquet) as a pandas DataFrame: ``index``,
+    the grid axes (else ``param``), the value (a dict spread into columns, else
+    ``value``), ``error_type`` and ``error_message``; one row per parameter."""
+    from ttg_ray.engine.table import read_results as read
+
+    return read(path)
 
 
 def compute(fn: Callable[[Any], Any], params: Any, **kwargs: Any) -> SweepResult:
@@ -105,7 +124,7 @@ def compute(fn: Callable[[Any], Any], params: Any, **kwargs: Any) -> SweepResult
             for index, value in zip(indices, batch.values):
                 values[index] = value
     output = Path(kwargs["output"]) if kwargs.get("output") else None
-    return SweepResult(values, sweep.failures, sweep.summary, output)
+    return SweepResult(values, sweep.failures, sweep.summary, output, sweep._runner.space)
 
 
 def _prepare(
