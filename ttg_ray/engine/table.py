@@ -261,10 +261,10 @@ def drop_failures(path: str | os.PathLike) -> None:
     pa = _pa()
     for part in _parts(Path(path)):
         table = pa.parquet.read_table(part)
-        ok = table.column("error_type").is_null()
-        if ok.false_count == 0:
+        errors = table.column("error_type")
+        if errors.null_count == table.num_rows:
             continue
-        kept = table.filter(ok)
+        kept = table.filter(errors.is_null())
         if kept.num_rows == 0:
             part.unlink()
             continue
