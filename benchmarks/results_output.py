@@ -89,9 +89,8 @@ def store_table(n: int, check: bool) -> str:
             data = run(STORE.format(n=n, out=out))
             if check:
                 check_rows(out, n)
-            lines.append(
-                f"| {suffix} | {n / data['s']:,.0f} | {size_mb(out):,.1f} | {data['peak_mb']:,.0f} |"
-            )
+            rate, mb = n / data["s"], size_mb(out)
+            lines.append(f"| {suffix} | {rate:,.0f} | {mb:,.1f} | {data['peak_mb']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
