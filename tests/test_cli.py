@@ -46,6 +46,7 @@ def cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
         (["--backend", "rabbitmq", "--amqp-url", "redis://x"], "not an AMQP URL"),
         (["--output", "/tmp"], "is a directory"),
         (["--resume"], "--resume needs --output"),
+        (["--retry-failed"], "--retry-failed needs --output"),
         (["--output", "/proc/forbidden/out.jsonl"], "cannot write"),
         (["--summary-json", "/proc/forbidden/s.json"], "cannot write there"),
         (["--summary-json", "/"], "cannot write there"),

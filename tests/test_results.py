@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from ttg_ray.core.results import ChunkResult, ParamFailure
@@ -127,3 +128,12 @@ def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
     drop_failures(path)
     assert read_header(path)["space"] == {"kind": "range"}
     assert [r["index"] for r in read_store(path)] == [0]
+
+
+def test_summary_leaves_numpy_arrays_out_and_stays_json():
+    summary = Summary(backend="ray", run_id="r1", total=5)
+    summary.add_values([np.array(1.5), np.array(2.5)])
+    summary.add_values([np.arange(3), np.arange(3)])
+    summary.add_values([1, 2.5])
+    data = json.loads(summary.to_json())
+    assert (data["sum"], data["min"], data["max"]) == (3.5, 1, 2.5)
