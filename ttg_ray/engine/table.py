@@ -30,7 +30,6 @@ from ttg_ray.errors import OutputError, UsageError
 HEADER_FILE = "_ttg_header.json"  # a leading _ : Parquet readers skip it
 META_KEY = b"ttg_ray"
 RESERVED = ("index", "param", "value", "error_type", "error_message")
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _pa() -> Any:
@@ -109,10 +108,10 @@ def _typed(pa: Any, cells: list[Any]) -> Any:
         return None
     kind = kinds.pop()
     if kind is int:
-        present = [c for c in cells if c is not None]
-        if _INT64[0] <= min(present) and max(present) <= _INT64[1]:
+        try:
             return pa.array(cells, pa.int64())
-        return None
+        except OverflowError:  # an int beyond int64: JSON keeps it exactly
+            return None
     if kind in (bool, float, str):
         return pa.array(cells, {bool: pa.bool_(), float: pa.float64(), str: pa.string()}[kind])
     if kind is np.ndarray:
