@@ -13,6 +13,8 @@ from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.errors import Unencodable
 
+_PLAIN = {int, float, str, bool, type(None)}  # kept as they are by the codec
+
 
 def run_chunk(
     fn: Callable[[Any], Any],
@@ -71,6 +73,8 @@ def encodable_values(
     values: list[Any], failures: list[ParamFailure], chunk: Chunk, space: Space
 ) -> tuple[list[Any], list[ParamFailure]]:
     """Each value as the codec reads it back; one it cannot keep fails its parameter."""
+    if set(map(type, values)) <= _PLAIN:  # the common case, at C speed: nothing changes
+        return values, failures
     out, failures = list(values), list(failures)
     failed = {f.index for f in failures}
     for k, index in enumerate(chunk.iter_indices()):
