@@ -45,7 +45,8 @@ DRIVER = """
 import json, functools, ttg_ray
 from ttg_ray import workloads
 fn = functools.partial(workloads.seed_placeholder, work_ms=0)
-sweep = ttg_ray.stream(fn, {n}, output={out!r}, workers=2, include_dashboard=False)
+options = {{"include_dashboard": False}} if {backend!r} == "ray" else {{}}
+sweep = ttg_ray.stream(fn, {n}, backend={backend!r}, output={out!r}, workers=2, **options)
 for _ in sweep.batches():
     pass
 s = sweep.summary
@@ -94,9 +95,9 @@ def store_table(n: int, check: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def w0_table(n: int, big: int | None) -> str:
+def w0_table(n: int, big: int | None, backend: str) -> str:
     lines = [
-        f"### W0 on the Ray backend, 2 workers: {n:,} trivial parameters",
+        f"### W0 on the {backend} backend, 2 workers: {n:,} trivial parameters",
         "",
         "| output | params/s | driver peak RSS MB |",
         "|---|---:|---:|",
@@ -104,21 +105,22 @@ def w0_table(n: int, big: int | None) -> str:
     for label, name in (("none", None), ("JSONL", "r.jsonl"), ("Parquet", "r.parquet")):
         with tempfile.TemporaryDirectory() as tmp:
             out = None if name is None else os.path.join(tmp, name)
-            data = run(DRIVER.format(n=n, out=out))
+            data = run(DRIVER.format(n=n, out=out, backend=backend))
             lines.append(f"| {label} | {data['rate']:,.0f} | {data['peak_mb']:,.0f} |")
     if big:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "r.parquet")
-            data = run(DRIVER.format(n=big, out=out))
+            data = run(DRIVER.format(n=big, out=out, backend=backend))
             lines.append(f"| Parquet, {big:,} | {data['rate']:,.0f} | {data['peak_mb']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="0: skip the store runs")
     parser.add_argument("--w0", type=int, default=1_000_000, help="0: skip the W0 runs")
     parser.add_argument("--big", type=int, default=10_000_000, help="0: skip the 10M run")
+    parser.add_argument("--backend", default="ray", help="for W0: ray, redis or rabbitmq")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--check", action="store_true", help="read every file back")
     args = parser.parse_args()
@@ -126,9 +128,10 @@ def main() -> None:
         args.rows, args.w0, args.big = 200_000, 100_000, 0
     print(f"# Result output, {time.strftime('%Y-%m-%d')} on {platform.node()}")
     print(f"{os.cpu_count()} cores, Python {platform.python_version()}\n")
-    print(store_table(args.rows, args.check), flush=True)
+    if args.rows:
+        print(store_table(args.rows, args.check), flush=True)
     if args.w0:
-        print(w0_table(args.w0, args.big or None))
+        print(w0_table(args.w0, args.big or None, args.backend))
 
 
 if __name__ == "__main__":
