@@ -16,7 +16,7 @@ from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space, as_space
 from ttg_ray.core.results import ParamFailure
 from ttg_ray.core.summary import Summary
-from ttg_ray.engine.resume import Checkpoint, Store, open_output
+from ttg_ray.engine.resume import Store, open_output
 from ttg_ray.engine.runner import Batch, ProgressFn, RetryPolicy, Runner
 from ttg_ray.errors import InvalidFunction, UsageError
 
@@ -150,7 +150,9 @@ def _prepare(
     _check_count("workers", workers, minimum=1)
     _check_count("max_retries", max_retries, minimum=0)
     if (resume or retry_failed) and output is None:
-        raise UsageError("resume needs an output file to resume from (--output PATH.jsonl)")
+        raise UsageError(
+            "resume and retry_failed need the output file of the earlier run (output=PATH)"
+        )
     backend_cls = load_backend(backend)
     # With a result file every value must be one it can keep: each backend then hands
     # back exactly what the file holds (Ray without a file: any picklable value).
@@ -158,18 +160,18 @@ def _prepare(
     options = backend_options_of(
         backend_cls, workers=workers, max_retries=max_retries, **backend_options
     )
-    checkpoint = Checkpoint(store=None, done=IndexLedger())  # type: ignore[arg-type]
+    store: Store | None = None
+    done, earlier_failures = IndexLedger(), []
     if output is not None:
-        identity = SweepIdentity.of(fn, space, VERSION)
         checkpoint = open_output(
             output,
-            identity,
+            SweepIdentity.of(fn, space, VERSION),
             space,
             resume=resume,
             retry_failed=retry_failed,
             on_resumed=on_resumed,
         )
-    store, done, earlier_failures = checkpoint.store, checkpoint.done, checkpoint.failures
+        store, done, earlier_failures = checkpoint.store, checkpoint.done, checkpoint.failures
     runner = Runner(
         backend_cls(options),
         fn,
