@@ -177,7 +177,7 @@ def driver_run(backend: str, n: int) -> tuple[float, float]:
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
         with open(out, "rb") as f:
-            lines = sum(1 for _ in f)
+            lines = sum(1 for _ in f) - 1  # the header line
         if lines != n:
             raise AssertionError(f"{backend}: {lines} lines for {n} parameters")
         data = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -23,7 +23,8 @@ def value(i: int) -> float:
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    header = json.dumps({"ttg_ray": "0.1.0"}) + "\n"  # what makes it a result file
+    path.write_text(header + "".join(json.dumps(r) + "\n" for r in records))
     return path
 
 

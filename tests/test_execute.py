@@ -1,3 +1,5 @@
+import numpy as np
+
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.params import Grid, ParamRange
@@ -51,3 +53,20 @@ def test_the_last_parameter_failing_ends_the_chunk():
     result = run_chunk(lambda x: 1 / (x - 3), ParamRange(4), Chunk("r", "c", 0, 4))
     assert [f.index for f in result.failures] == [3]
     assert result.values[:3] == [-1 / 3, -1 / 2, -1.0] and result.values[3] is None
+
+
+def numpy_or_set(p):
+    if p == 2:
+        return {p}
+    return {"x": np.float32(p), "a": np.arange(p, dtype=np.int8)} if p % 3 else None
+
+
+def test_encode_check_gives_the_codecs_values_and_fails_the_unencodable_once():
+    chunk = Chunk("r", "c1", 0, 5)
+    raw = run_chunk(numpy_or_set, ParamRange(5), chunk)
+    assert not raw.failures and type(raw.values[1]["x"]) is np.float32  # Ray, no file
+    result = run_chunk(numpy_or_set, ParamRange(5), chunk, encode_values=True)
+    assert type(result.values[1]["x"]) is float and result.values[4]["a"].dtype == np.int8
+    assert result.values[0] is None and result.values[2] is None
+    [failure] = result.failures
+    assert (failure.index, failure.type, failure.retryable) == (2, "Unencodable", False)

@@ -32,8 +32,8 @@ CLIENTS = {
     "kubernetes": ("kube/",),
     "yaml": ("kube/",),
     "jsonschema": (),
-    "pandas": (),
-    "pyarrow": (),
+    "pandas": ("engine/table.py",),
+    "pyarrow": ("engine/table.py",),
 }
 SHIMS = {"run.py", "worker.py", "monitor.py", "kuberay.py", "__init__.py"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,13 +15,13 @@ from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.messages import (
     decode_result,
     decode_task,
+    encode_reply,
     encode_result,
     encode_task,
-    is_json,
 )
 from ttg_ray.core.params import Grid, ParamList, ParamRange
 from ttg_ray.core.results import ChunkResult, ParamFailure
-from ttg_ray.errors import BadMessage
+from ttg_ray.errors import BadMessage, Unencodable
 
 FN = FunctionRef.parse("ttg_ray.workloads:seed_placeholder", {"work_ms": 0})
 
@@ -126,9 +127,28 @@ def test_a_value_that_is_not_json_is_refused_never_changed():
     # No repr fallback: the worker turns such a value into a failure of its parameter
     # (tests/test_queue_backend.py), so no backend hands back a different value.
     for odd in ({1, 2}, object()):
-        with pytest.raises(TypeError):
+        with pytest.raises(Unencodable):
             encode_result(ChunkResult("r", "c", 0, 1, None, 1, values=[odd]))
-    assert not is_json({1, 2}) and is_json([1, 2.5, "x", None, {"a": True}])
+
+
+def test_encode_reply_fails_an_unencodable_value_once_not_retryable():
+    message = decode_task(encode_task(Chunk("r", "c", 0, 2), ParamRange(2), FN))
+    result = ChunkResult("r", "c", 0, 2, None, 1, values=[{1}, np.float32(0.5)])
+    back = decode_result(encode_reply(result, message))
+    assert back.values == [None, 0.5]
+    [failure] = back.failures
+    assert (failure.index, failure.type, failure.retryable) == (0, "Unencodable", False)
+    assert "set" in failure.message and "sorted list" in failure.message
+
+
+def test_numpy_parameters_and_values_travel_exactly():
+    values = [np.arange(3, dtype=np.uint8), {"x": np.float32(0.1)}, math.nan]
+    space = ParamList([np.int64(5), np.array([1.5, 2.5])])
+    message = decode_task(encode_task(Chunk("r", "c", 0, 2), space, FN))
+    assert message.space[0] == 5 and message.space[1].dtype == np.float64
+    result = decode_result(encode_result(ChunkResult("r", "c", 0, 3, None, 1, values=values)))
+    assert result.values[0].dtype == np.uint8 and result.values[0].tolist() == [0, 1, 2]
+    assert result.values[1] == {"x": float(np.float32(0.1))} and math.isnan(result.values[2])
 
 
 def test_bad_result_message():

@@ -214,8 +214,8 @@ def test_a_value_that_is_not_json_fails_only_its_parameter(request, backend, run
         set_at_five, 20, backend=backend, workers=1, chunk_size=10, run_id=run_id,
         on_error="record", **broker(request, backend),
     )  # fmt: skip
-    assert [(f.index, f.type) for f in result.failures] == [(5, "TypeError")]
-    assert "not JSON" in result.failures[0].message
+    assert [(f.index, f.type) for f in result.failures] == [(5, "Unencodable")]
+    assert "value is a set" in result.failures[0].message
     assert result.values[:5] == [seed_placeholder(i, 0) for i in range(5)]
 
 
@@ -234,7 +234,7 @@ def test_a_result_over_the_message_limit_is_split_down_to_its_parameter(request,
 def test_parameters_that_are_not_json_are_refused_up_front(redis_url, run_id):
     from decimal import Decimal
 
-    with pytest.raises(ttg_ray.errors.InvalidSpace, match="not JSON"):
+    with pytest.raises(ttg_ray.errors.InvalidSpace, match="cannot travel in a queue message"):
         ttg_ray.compute(
             seed_placeholder, [Decimal("1.5")], backend="redis", workers=1, run_id=run_id,
             redis_url=redis_url,

@@ -162,4 +162,4 @@ def test_resume_keeps_earlier_failures_and_reads_back_values(tmp_path):
     assert again.values == first.values and again.values[2] is None
     assert again.summary.failed == 1 and again.summary.processed == 0
     assert again.summary.skipped_resumed == 10
-    assert len(out.read_text().splitlines()) == 10
+    assert len(out.read_text().splitlines()) == 1 + 10  # the header, then one line each

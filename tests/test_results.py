@@ -1,12 +1,15 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary
-from ttg_ray.engine.store import ResultStore, read_store
+from ttg_ray.engine.store import ResultStore, drop_failures, read_header, read_store
 from ttg_ray.errors import OutputError
+
+HEADER = '{"ttg_ray": "0.1.0"}\n'
 
 
 def test_store_writes_the_documented_line_format(tmp_path):
@@ -15,10 +18,11 @@ def test_store_writes_the_documented_line_format(tmp_path):
     failure = ParamFailure(7, 7, "ValueError", "boom", "Traceback...", attempts=4)
     store.write([(5, 5, 62.07), (6, {"a": 1}, [1, 2]), (8, 8, math.inf)], [failure])
     store.close()
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    header, *lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert header == {"ttg_ray": ""}
     assert lines[0] == {"index": 5, "param": 5, "value": 62.07}
     assert lines[1] == {"index": 6, "param": {"a": 1}, "value": [1, 2]}
-    assert lines[2]["value"] == math.inf
+    assert lines[2]["value"] == {"$ttg": "float", "value": "inf"}  # standard JSON, no Infinity
     assert lines[3] == {
         "index": 7,
         "param": 7,
@@ -27,6 +31,7 @@ def test_store_writes_the_documented_line_format(tmp_path):
             "message": "boom",
             "traceback": "Traceback...",
             "attempts": 4,
+            "retryable": True,
         },
     }
 
@@ -40,19 +45,19 @@ def test_store_refuses_to_overwrite_without_resume(tmp_path):
 
 def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text('{"index": 0, "param": 0, "value": 1}\n{"index": 1, "par')
+    path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\n{"index": 1, "par')
     assert [r["index"] for r in read_store(path)] == [0]
     store = ResultStore(path, resume=True)
     store.write([(1, 1, 2)], [])
     store.close()
     assert [r["index"] for r in read_store(path)] == [0, 1]
-    assert path.read_text().count("\n") == 2
+    assert path.read_text().count("\n") == 3
 
 
 def test_a_corrupt_line_in_the_middle_is_an_error_with_its_line(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text('{"index": 0, "param": 0, "value": 1}\nnot json\n{"index": 2}\n')
-    with pytest.raises(OutputError, match=r"out.jsonl:2"):
+    path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\nnot json\n{"index": 2}\n')
+    with pytest.raises(OutputError, match=r"out.jsonl:3"):
         list(read_store(path))
 
 
@@ -94,10 +99,41 @@ def test_a_parseable_last_line_without_newline_is_still_torn(tmp_path):
     # A writer killed just before the newline: the line parses, but the store cuts it,
     # so it must not count as done.
     path = tmp_path / "out.jsonl"
-    path.write_text('{"index": 0, "param": 0, "value": 1}\n{"index": 1, "param": 1, "value": 2}')
+    path.write_text(
+        HEADER + '{"index": 0, "param": 0, "value": 1}\n{"index": 1, "param": 1, "value": 2}'
+    )
     assert [r["index"] for r in read_store(path)] == [0]
 
 
 def test_a_directory_is_not_an_output_file(tmp_path):
     with pytest.raises(OutputError, match="is a directory"):
         ResultStore(tmp_path)
+
+
+def test_a_file_that_is_not_a_result_file_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("my notes, no newline at the end")
+    with pytest.raises(OutputError, match="not a ttg_ray result file"):
+        ResultStore(path, resume=True)
+    with pytest.raises(OutputError, match="not a ttg_ray result file"):
+        list(read_store(path))
+    assert path.read_text() == "my notes, no newline at the end"
+
+
+def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path, {"space": {"kind": "range"}})
+    store.write([(0, 0, 1.5)], [ParamFailure(1, 1, "ValueError", "boom")])
+    store.close()
+    drop_failures(path)
+    assert read_header(path)["space"] == {"kind": "range"}
+    assert [r["index"] for r in read_store(path)] == [0]
+
+
+def test_summary_leaves_numpy_arrays_out_and_stays_json():
+    summary = Summary(backend="ray", run_id="r1", total=5)
+    summary.add_values([np.array(1.5), np.array(2.5)])
+    summary.add_values([np.arange(3), np.arange(3)])
+    summary.add_values([1, 2.5])
+    data = json.loads(summary.to_json())
+    assert (data["sum"], data["min"], data["max"]) == (3.5, 1, 2.5)

@@ -119,7 +119,9 @@ def test_store_gets_every_line_and_progress_is_reported(tmp_path):
         progress=lambda done, total: seen.append((done, total)),
     )
     runner.store.close()
-    records = {r["index"]: r for r in map(json.loads, Path(path).read_text().splitlines())}
+    lines = Path(path).read_text().splitlines()
+    assert "ttg_ray" in json.loads(lines[0])  # the header: which sweep the file belongs to
+    records = {r["index"]: r for r in map(json.loads, lines[1:])}
     assert sorted(records) == list(range(10))
     assert records[2]["error"]["type"] == "ValueError" and "value" not in records[2]
     assert seen[-1] == (10, 10)

@@ -6,7 +6,7 @@ The local Ray the first call starts stays up for later calls; ``ttg_ray.shutdown
 stops it (it also stops when the process exits).
 """
 
-from ttg_ray.api import Sweep, SweepResult, compute, shutdown, stream
+from ttg_ray.api import VERSION, Sweep, SweepResult, compute, read_results, shutdown, stream
 from ttg_ray.core.params import Grid, ParamList, ParamRange, Space
 from ttg_ray.core.sampling import (
     Choice,
@@ -40,7 +40,8 @@ __all__ = [
     "TtgError",
     "Uniform",
     "compute",
+    "read_results",
     "shutdown",
     "stream",
 ]
-__version__ = "0.1.0"
+__version__ = VERSION

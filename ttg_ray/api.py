@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ttg_ray.backends.base import Backend, BackendOptions, load_backend
 from ttg_ray.backends.base import backend_options as backend_options_of
+from ttg_ray.core.identity import SweepIdentity
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import ParamsLike, Space, as_space
 from ttg_ray.core.results import ParamFailure
@@ -22,13 +23,14 @@ from ttg_ray.core.setup import WithSetup
 from ttg_ray.core.summary import Summary
 from ttg_ray.engine.progress import ProgressDisplay, ProgressFn
 from ttg_ray.engine.progress import resolve as resolve_progress
+from ttg_ray.engine.resume import Store, open_output
 from ttg_ray.engine.runner import Batch, RetryPolicy, Runner
-from ttg_ray.engine.store import ResultStore, read_store
-from ttg_ray.errors import InvalidFunction, OutputError, SweepFailed, UsageError
+from ttg_ray.errors import InvalidFunction, SweepFailed, UsageError
 
 log = logging.getLogger(__name__)
 
 OnError = Literal["raise", "record"]
+VERSION = "0.1.0"  # also ttg_ray.__version__; recorded in every result file
 
 
 @dataclass
@@ -39,11 +41,19 @@ class SweepResult:
     failures: list[ParamFailure]
     summary: Summary
     output: Path | None = None
+    space: Space | None = None
 
     @property
     def ok(self) -> bool:
         """True when every parameter succeeded."""
         return not self.failures
+
+    def to_pandas(self) -> Any:
+        """The results as a pandas DataFrame, the same table read_results() gives from
+        the sweep's output file (needs the ``table`` extra: pyarrow and pandas)."""
+        from ttg_ray.engine.table import to_pandas
+
+        return to_pandas(self.values, self.failures, self.space)
 
 
 @dataclass
@@ -56,7 +66,7 @@ class Sweep:
     consistent, and ``resume=True`` carries on from it."""
 
     _runner: Runner
-    _store: ResultStore | None
+    _store: Store | None
     failures: list[ParamFailure] = field(default_factory=list)
     on_error: OnError = "raise"
     _display: ProgressDisplay | None = None
@@ -150,6 +160,7 @@ def stream(
     setup: Callable[[], Any] | None = None,
     output: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
     run_id: str | None = None,
     options: BackendOptions | None = None,
     **backend_options: Any,
@@ -176,8 +187,11 @@ def stream(
             called as ``fn(param, resource)`` with what setup returned in that process.
             Ray backend (the queue backends send function names: cache in a module-level
             variable there).
-        output: a JSON Lines file written as results arrive.
-        resume: skip the indices ``output`` already holds (they are not yielded).
+        output: a JSON Lines file (``.jsonl``) or a Parquet directory (``.parquet``)
+            written as results arrive; it records its sweep (space, function, kwargs).
+        resume: skip the indices ``output`` already holds (they are not yielded); a file
+            of another sweep is refused.
+        retry_failed: run again only the parameters ``output`` records as failed.
         run_id: names the run in logs, task names and queue keys; default random.
         options: the backend's typed options (RayOptions, QueueOptions); ``workers`` and
             ``max_retries`` above take precedence over its fields.
@@ -206,6 +220,7 @@ def stream(
         setup=setup,
         output=output,
         resume=resume,
+        retry_failed=retry_failed,
         run_id=run_id,
         options=options,
         backend_options=backend_options,
@@ -225,6 +240,7 @@ def compute(
     setup: Callable[[], Any] | None = None,
     output: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
     run_id: str | None = None,
     options: BackendOptions | None = None,
     **backend_options: Any,
@@ -233,7 +249,8 @@ def compute(
 
     Args:
         fn, params, backend, workers, chunk_size, max_retries, on_error, progress,
-        setup, output, resume, run_id, options, **backend_options: as for stream().
+        setup, output, resume, retry_failed, run_id, options, **backend_options: as
+        for stream().
 
     Returns:
         A SweepResult: ``values`` in parameter order (None where a parameter failed,
@@ -257,6 +274,7 @@ def compute(
         setup=setup,
         output=output,
         resume=resume,
+        retry_failed=retry_failed,
         run_id=run_id,
         options=options,
         backend_options=backend_options,
@@ -276,9 +294,18 @@ def compute(
                 for index, value in zip(indices, batch.values):
                     values[index] = value
     except SweepFailed as err:
-        err.partial = SweepResult(values, sweep.failures, sweep.summary, path)
+        err.partial = SweepResult(values, sweep.failures, sweep.summary, path, sweep._runner.space)
         raise
-    return SweepResult(values, sweep.failures, sweep.summary, path)
+    return SweepResult(values, sweep.failures, sweep.summary, path, sweep._runner.space)
+
+
+def read_results(path: str | os.PathLike[str]) -> Any:
+    """A result file (.jsonl) or directory (.parquet) as a pandas DataFrame: ``index``,
+    the grid axes (else ``param``), the value (a dict spread into columns, else
+    ``value``), ``error_type`` and ``error_message``; one row per parameter."""
+    from ttg_ray.engine.table import read_results as read
+
+    return read(path)
 
 
 def shutdown() -> None:
@@ -302,6 +329,7 @@ _TOP_LEVEL = (
     "setup",
     "output",
     "resume",
+    "retry_failed",
     "run_id",
     "options",
 )
@@ -320,6 +348,7 @@ def _prepare(
     setup: Callable[[], Any] | None,
     output: str | os.PathLike[str] | None,
     resume: bool,
+    retry_failed: bool,
     run_id: str | None,
     options: BackendOptions | None,
     backend_options: dict[str, Any],
@@ -335,8 +364,11 @@ def _prepare(
     _check_count("max_retries", max_retries, minimum=0)
     if on_error not in ("raise", "record"):
         raise UsageError(f"on_error must be 'raise' or 'record', got {on_error!r}")
-    if resume and output is None:
-        raise UsageError("resume needs an output file to resume from (--output PATH.jsonl)")
+    if (resume or retry_failed) and output is None:
+        raise UsageError(
+            "resume and retry_failed need the output file of the earlier run (output=PATH)"
+        )
+    identity_fn = fn
     if setup is not None:
         if backend != "ray":
             raise UsageError(
@@ -345,6 +377,9 @@ def _prepare(
                 "variable (functools.cache), and it is loaded once per worker there too"
             )
         fn = WithSetup(fn, setup)
+    # With a result file every value must be one it can keep: each backend then hands
+    # back exactly what the file holds (Ray without a file: any picklable value).
+    backend_options.setdefault("encode_values", output is not None)
     if options is None:
         typed = backend_options_of(
             backend_cls, workers=workers, max_retries=max_retries, **backend_options
@@ -356,10 +391,18 @@ def _prepare(
             f"options is a {type(options).__name__}, but the {backend} backend takes "
             f"{backend_cls.Options.__name__}"
         )
+    store: Store | None = None
     done, earlier_failures = IndexLedger(), list[ParamFailure]()
-    if resume:
-        done, earlier_failures = _read_done(output, space, on_resumed)
-    store = ResultStore(output, resume=resume) if output is not None else None
+    if output is not None:
+        checkpoint = open_output(
+            output,
+            SweepIdentity.of(identity_fn, space, VERSION),
+            space,
+            resume=resume,
+            retry_failed=retry_failed,
+            on_resumed=on_resumed,
+        )
+        store, done, earlier_failures = checkpoint.store, checkpoint.done, checkpoint.failures
     summary_box: list[Summary] = []
     callback, display = resolve_progress(
         progress, lambda: summary_box[0].failed if summary_box else 0
@@ -404,58 +447,3 @@ def _check_count(name: str, value: int | None, minimum: int) -> None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _read_done(
-    path: Any, space: Space, on_resumed: Callable[[int, Any], None] | None
-) -> tuple[IndexLedger, list[ParamFailure]]:
-    """The indices an earlier run of this sweep already finished, from its result file,
-    and the failures among them."""
-    done, failures = IndexLedger(), []
-    for record in read_store(path):
-        _check_record(record, space, path)
-        index = record["index"]
-        if index in done:
-            continue
-        done.add_range(index, index + 1)
-        if "error" in record:
-            failures.append(_failure_from_record(record))
-        elif on_resumed is not None:
-            on_resumed(index, record.get("value"))
-    return done, failures
-
-
-def _failure_from_record(record: dict) -> ParamFailure:
-    error = record["error"] if isinstance(record["error"], dict) else {}
-    return ParamFailure(
-        index=record["index"],
-        param=record.get("param"),
-        type=str(error.get("type", "Error")),
-        message=str(error.get("message", "")),
-        traceback=str(error.get("traceback", "")),
-        attempts=int(error.get("attempts", 1)),
-    )
-
-
-def _check_record(record: dict, space: Space, path: Any) -> None:
-    """A resume file must come from the same space: same indices, same parameters."""
-    index = record.get("index")
-    if not isinstance(index, int) or not 0 <= index < len(space):
-        raise OutputError(
-            f"{path} has index {index!r}, outside this sweep's {len(space):,} parameters; "
-            "it belongs to a different sweep: choose another --output or rerun that sweep"
-        )
-    if _normal(record.get("param")) != _normal(space[index]):
-        raise OutputError(
-            f"{path} has parameter {record.get('param')!r} at index {index}, but this sweep's "
-            f"parameter there is {space[index]!r}; it belongs to a different sweep"
-        )
-
-
-def _normal(value: Any) -> Any:
-    """JSON's view of a value: tuples become lists, as they do in the file."""
-    if isinstance(value, (tuple, list)):
-        return [_normal(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    return value

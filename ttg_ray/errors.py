@@ -19,6 +19,11 @@ class InvalidSpace(UsageError):
     """A parameter space, range, grid or spec that cannot be built."""
 
 
+class Unencodable(UsageError):
+    """A value or parameter that a result file or queue message cannot keep exactly
+    (see ttg_ray.core.codec); a parameter whose value is unencodable fails once."""
+
+
 class InvalidFunction(UsageError):
     """A function reference that cannot be imported, called or sent to a worker."""
 

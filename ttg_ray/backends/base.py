@@ -32,6 +32,9 @@ class BackendOptions:
 
     workers: int | None = None  # worker slots (local workers or CPUs); None = the machine's
     max_retries: int = 3  # system failures (worker or node death) retried per chunk
+    # Values must be what a result file can keep (ttg_ray.core.codec): set when the
+    # sweep writes one. Queue backends always encode (their messages are JSON).
+    encode_values: bool = False
 
 
 class Backend(ABC):

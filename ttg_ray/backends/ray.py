@@ -94,8 +94,12 @@ def _count(run_id: str, ok: int, failed: int) -> None:
 
 
 @ray.remote
-def _chunk_task(fn: Callable[[Any], Any], space: Space, chunk: Chunk) -> ChunkResult:
-    result = run_chunk(fn, space, chunk, node=_here(), worker=f"pid-{os.getpid()}")
+def _chunk_task(
+    fn: Callable[[Any], Any], space: Space, chunk: Chunk, encode_values: bool = False
+) -> ChunkResult:
+    result = run_chunk(
+        fn, space, chunk, node=_here(), worker=f"pid-{os.getpid()}", encode_values=encode_values
+    )
     _count(chunk.run_id, result.size - len(result.failures), len(result.failures))
     return result
 
@@ -237,7 +241,9 @@ class RayBackend(Backend):
         }
         if self.options.spread:
             options["scheduling_strategy"] = "SPREAD"
-        ref = _chunk_task.options(**options).remote(self._fn, self._space_ref, chunk)
+        ref = _chunk_task.options(**options).remote(
+            self._fn, self._space_ref, chunk, self.options.encode_values
+        )
         self._pending[ref] = chunk
         self._sent_at[ref] = time.monotonic()
 

@@ -157,8 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--external-workers", action="store_true", help="queues: start no local workers"
     )
     out = p.add_argument_group("output")
-    out.add_argument("--output", metavar="PATH.jsonl", help="results, one JSON line each")
+    out.add_argument(
+        "--output",
+        metavar="PATH",
+        help="results: PATH.jsonl (one JSON line each) or PATH.parquet (a table)",
+    )
     out.add_argument("--resume", action="store_true", help="skip what --output already holds")
+    out.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again only the parameters --output records as failed",
+    )
     out.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON")
     out.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="(default: text)"
@@ -264,6 +273,20 @@ def function_from_args(args: argparse.Namespace):
     return FunctionRef.parse(args.function, kwargs).resolve()
 
 
+def _check_output(path: str | None) -> None:
+    """--output: a Parquet directory (``.parquet``) needs a parent that exists; a result
+    file must be writable (checked as any other file)."""
+    if path is not None and Path(path).suffix == ".parquet":
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            raise UsageError(
+                f"--output {path}: cannot write there, {parent} does not exist; create it "
+                f"(mkdir -p {parent}) or choose another path"
+            )
+        return
+    _check_writable(path, "--output")
+
+
 def _check_writable(path: str | None, flag: str) -> None:
     """Fail before the sweep, not after it, if ``path`` cannot be written."""
     if path is None:
@@ -317,9 +340,10 @@ def _run(args: argparse.Namespace) -> int:
     space = space_from_args(args)
     fn = function_from_args(args)
     _check_writable(args.summary_json, "--summary-json")
-    _check_writable(args.output, "--output")
-    if args.resume and not args.output:
-        raise UsageError("--resume needs --output PATH.jsonl (the file to resume from)")
+    _check_output(args.output)
+    for flag, given in (("--resume", args.resume), ("--retry-failed", args.retry_failed)):
+        if given and not args.output:
+            raise UsageError(f"{flag} needs --output PATH.jsonl (the file to resume from)")
     bar = (
         ProgressDisplay(description=args.backend, failed=lambda: sweep.summary.failed)
         if not args.no_progress and wanted_by_default()
@@ -350,6 +374,7 @@ def _run(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_error="record",  # every parameter runs; failures are listed and exit 1
         setup=FunctionRef.parse(args.setup).resolve() if args.setup else None,
+        retry_failed=args.retry_failed,
         progress=bar if bar is not None else False,
         **options,
     )

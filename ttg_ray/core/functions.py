@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttg_ray.errors import InvalidFunction
+from ttg_ray.core import codec
+from ttg_ray.errors import InvalidFunction, Unencodable
 
 BUILTIN_MODULES = ("ttg_ray.workloads",)
 DEFAULT_FUNCTION = "ttg_ray.workloads:seed_placeholder"
@@ -47,11 +47,10 @@ class FunctionRef:
                 f"a function must be named module:attr (e.g. ttg_ray.workloads:cpu_bound), "
                 f"got {text!r}"
             )
-        kwargs = dict(kwargs or {})
-        try:
-            json.dumps(kwargs)
-        except (TypeError, ValueError) as err:
-            raise InvalidFunction(f"keyword arguments of {text} must be JSON: {err}") from err
+        try:  # what a queue message and a result header can carry (numpy values too)
+            kwargs = codec.normal(dict(kwargs or {}))
+        except Unencodable as err:
+            raise InvalidFunction(f"keyword arguments of {text} cannot be sent: {err}") from err
         return cls(module.strip(), attr.strip(), kwargs)
 
     def resolve(self) -> Callable[[Any], Any]:

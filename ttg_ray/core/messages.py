@@ -3,7 +3,8 @@
 A task is ``{"v": 1, "run_id", "chunk_id", "lo", "hi", "indices"?, "attempt", "space",
 "fn", "kwargs"}``; a result is ``{"v": 1, "result": <ChunkResult.to_dict()>}``.
 Decoding is strict: anything else raises BadMessage with the reason, so a worker can
-dead-letter it without running anything.
+dead-letter it without running anything. Parameters, kwargs and values travel through
+ttg_ray.core.codec, the same codec as the result file.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ttg_ray.core import codec
 from ttg_ray.core.chunks import Chunk
-from ttg_ray.core.execute import lost_chunk
+from ttg_ray.core.execute import encodable_values, lost_chunk
 from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.params import Space, space_from_spec, window_spec
-from ttg_ray.core.results import ChunkResult, ParamFailure
-from ttg_ray.errors import BadMessage, InvalidFunction, InvalidSpace
+from ttg_ray.core.results import ChunkResult
+from ttg_ray.errors import BadMessage, InvalidFunction, InvalidSpace, Unencodable
 
 VERSION = 1
 # Below RabbitMQ 4's default max message size (16 MiB). A result over it comes back as
@@ -56,10 +58,10 @@ def encode_task(chunk: Chunk, space: Space, fn: FunctionRef) -> bytes:
         body["indices"] = list(chunk.indices)
     try:
         data = _dumps(body)
-    except (TypeError, ValueError) as err:
+    except Unencodable as err:
         raise InvalidSpace(
-            f"the parameters of chunk {chunk.chunk_id} are not JSON ({err}); the queue "
-            "backends carry parameters as JSON: use JSON values, or backend='ray'"
+            f"the parameters of chunk {chunk.chunk_id} cannot travel in a queue message: "
+            f"{err}; use encodable parameters, or backend='ray'"
         ) from err
     if len(data) > MAX_BODY_BYTES:
         raise InvalidSpace(
@@ -90,9 +92,9 @@ def decode_task(body: bytes | str) -> TaskMessage:
     if not isinstance(data["kwargs"], dict):
         raise BadMessage("task message field kwargs must be an object")
     try:
-        fn = FunctionRef.parse(_text(data, "fn"), data["kwargs"])
-        space = space_from_spec(data["space"])
-    except (InvalidFunction, InvalidSpace) as err:
+        fn = FunctionRef.parse(_text(data, "fn"), codec.decode(data["kwargs"]))
+        space = space_from_spec(codec.decode(data["space"]))
+    except (InvalidFunction, InvalidSpace, Unencodable) as err:
         raise BadMessage(f"task message: {err}") from err
     if hi > len(space):
         raise BadMessage(f"task message range {lo}..{hi} exceeds its space of {len(space)}")
@@ -101,18 +103,23 @@ def decode_task(body: bytes | str) -> TaskMessage:
 
 
 def encode_result(result: ChunkResult) -> bytes:
-    """The JSON body of a result; TypeError if a value is not JSON (see json_safe)."""
+    """The JSON body of a result; Unencodable if a value cannot be kept (encode_reply
+    turns that into a failure of its parameter)."""
     return _dumps({"v": VERSION, "result": result.to_dict()})
 
 
 def encode_reply(result: ChunkResult, message: TaskMessage) -> bytes:
-    """The message a worker sends back for ``message``'s chunk. A value that is not JSON
-    fails its parameter; a result over the message limit goes back as lost, so the
-    driver splits the chunk until each part fits."""
+    """The message a worker sends back for ``message``'s chunk. A value the codec cannot
+    keep fails its parameter, not retryable (as on Ray with a result file); a result
+    over the message limit goes back as lost, so the driver splits the chunk until each
+    part fits."""
     try:
         body = encode_result(result)
-    except (TypeError, ValueError):
-        body = encode_result(_json_values_only(result, message))
+    except Unencodable:
+        values, failures = encodable_values(
+            result.values, result.failures, message.chunk, message.space
+        )
+        body = encode_result(replace(result, values=values, failures=failures))
     if len(body) > MAX_BODY_BYTES:
         reason = (
             f"the result of chunk {result.chunk_id} is {len(body):,} bytes, over the "
@@ -123,58 +130,19 @@ def encode_reply(result: ChunkResult, message: TaskMessage) -> bytes:
     return body
 
 
-def _json_values_only(result: ChunkResult, message: TaskMessage) -> ChunkResult:
-    """The result with each value that cannot travel as JSON turned into a failure of
-    its parameter (the driver would otherwise get a different value than Ray gives)."""
-    values, failures = list(result.values), list(result.failures)
-    for k, index in enumerate(result.iter_indices()):
-        if values[k] is not None and not is_json(values[k]):
-            kind = type(values[k]).__name__
-            values[k] = None
-            failures.append(
-                ParamFailure(
-                    index=index,
-                    param=message.space[index],
-                    type="TypeError",
-                    message=f"the value ({kind}) is not JSON; queue backends carry values as "
-                    "JSON: return JSON values, or use backend='ray'",
-                    attempts=result.attempt,
-                )
-            )
-    return replace(result, values=values, failures=failures)
-
-
-def is_json(value: Any) -> bool:
-    """True if ``value`` travels as JSON (numpy scalars and arrays included)."""
-    try:
-        _dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def decode_result(body: bytes | str) -> ChunkResult:
     data = _loads(body, limit=None)  # from our own workers, which cap what they send
     _check_version(data)
     if set(data) != {"v", "result"} or not isinstance(data["result"], dict):
         raise BadMessage("result message must be {'v': 1, 'result': {...}}")
     try:
-        return ChunkResult.from_dict(data["result"])
-    except (TypeError, KeyError) as err:
+        return ChunkResult.from_dict(codec.decode(data["result"]))
+    except (TypeError, KeyError, Unencodable) as err:
         raise BadMessage(f"result message has a malformed result: {err}") from err
 
 
 def _dumps(data: dict) -> bytes:
-    return json.dumps(data, separators=(",", ":"), default=_to_json).encode()
-
-
-def _to_json(value: Any) -> Any:
-    # numpy scalars and arrays carry their own exact JSON conversion; nothing else is
-    # converted, so a value never changes silently on its way (no repr fallback).
-    for method in ("item", "tolist"):
-        if callable(getattr(value, method, None)):
-            return getattr(value, method)()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return codec.dumps(data).encode()
 
 
 def _loads(body: bytes | str, limit: int | None = MAX_BODY_BYTES) -> dict:

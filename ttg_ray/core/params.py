@@ -12,7 +12,10 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ttg_ray.errors import InvalidSpace
+import numpy as np
+
+from ttg_ray.core import codec
+from ttg_ray.errors import InvalidSpace, Unencodable
 
 Axis = range | tuple
 
@@ -43,7 +46,7 @@ class Space:
 
     def fingerprint(self) -> str:
         """A short stable hash of the spec, to tell two spaces apart."""
-        blob = json.dumps(self.to_spec(), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(codec.encode(self.to_spec()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def __eq__(self, other: object) -> bool:
@@ -134,28 +137,32 @@ class Grid(Space):
 
 
 class ParamList(Space):
-    """An explicit list of JSON values."""
+    """An explicit list of values (a numpy array: its rows). Each parameter is what the
+    codec reads it back as (numpy scalars as Python numbers), so every backend calls
+    the function with the same parameter."""
 
-    def __init__(self, values: Sequence[Any]):
+    def __init__(self, values: Sequence[Any] | np.ndarray):
         if isinstance(values, (str, bytes)):
             raise InvalidSpace("a parameter list must be a sequence of values, not a string")
+        if isinstance(values, np.ndarray) and values.ndim == 0:
+            raise InvalidSpace("a parameter list must have at least one dimension, not 0-d")
         self.values = values
 
     def __len__(self) -> int:
         return len(self.values)
 
     def _get(self, index: int) -> Any:
-        return self.values[index]
+        return _param(self.values[index])
 
     def iter_slice(self, lo: int, hi: int) -> Iterator[Any]:
-        return iter(self.values[lo:hi])
+        return map(_param, self.values[lo:hi])
 
     def to_spec(self) -> dict:
-        return {"kind": "list", "values": list(self.values)}
+        return {"kind": "list", "values": _plain_list(self.values)}
 
     def window_spec(self, lo: int, hi: int) -> dict:
         """A spec of only the values lo..hi-1, with their offset, for one queue message."""
-        return {"kind": "list", "values": list(self.values[lo:hi]), "offset": lo}
+        return {"kind": "list", "values": _plain_list(self.values[lo:hi]), "offset": lo}
 
     def __repr__(self) -> str:
         return f"ParamList(<{len(self)} values>)"
@@ -181,15 +188,34 @@ class _OffsetList(ParamList):
         return (self._get(i) for i in range(lo, hi))
 
 
+def _param(value: Any) -> Any:
+    """A parameter as the codec reads it back; one it cannot encode stays as it is (the
+    Ray backend can still run it when no file or message has to hold it)."""
+    if type(value) in (int, float, str):
+        return value
+    try:
+        return codec.normal(value)
+    except Unencodable:
+        return value
+
+
+def _plain_list(values: Sequence[Any] | np.ndarray) -> list[Any]:
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf":
+        return values.tolist()  # the same numbers, exactly, and fast
+    return list(values)
+
+
 def _as_axis(name: str, values: Any) -> Axis:
     if not isinstance(name, str) or not name:
         raise InvalidSpace(f"grid axis names must be non-empty strings, got {name!r}")
     if isinstance(values, range):
         axis: Axis = values
+    elif isinstance(values, np.ndarray) and values.ndim >= 1:
+        axis = tuple(_param(v) for v in values)
     elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise InvalidSpace(f"grid axis {name!r} must be a list or a range, got {values!r}")
     else:
-        axis = tuple(values)
+        axis = tuple(_param(v) for v in values)
     if len(axis) == 0:
         raise InvalidSpace(f"grid axis {name!r} is empty; give it at least one value")
     return axis
@@ -249,6 +275,8 @@ def as_space(params: Any) -> Space:
         return ParamRange(params.start, params.stop, params.step)
     if isinstance(params, dict):
         return Grid(params)
+    if isinstance(params, np.ndarray):
+        return ParamList(params)
     if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
         return ParamList(params)
     if isinstance(params, Iterable) and not isinstance(params, (str, bytes, Mapping)):

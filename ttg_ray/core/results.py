@@ -20,6 +20,8 @@ class ParamFailure:
     message: str
     traceback: str = ""
     attempts: int = 1
+    # False when running it again cannot help (its value cannot be written): no retry.
+    retryable: bool = True
 
     def to_error(self) -> dict:
         return {
@@ -27,6 +29,7 @@ class ParamFailure:
             "message": self.message,
             "traceback": self.traceback,
             "attempts": self.attempts,
+            "retryable": self.retryable,
         }
 
     @classmethod

@@ -51,7 +51,8 @@ class ValueStats:
         try:  # all numbers, the common case: C speed, no per-value Python code
             total, low, high = math.fsum(values), min(values), max(values)
             numbers = values
-            if math.isnan(total) or any(type(v) is bool for v in (low, high)):
+            # bools, and numpy 0-d arrays that fsum and min accept, are not numbers here
+            if math.isnan(total) or not (_is_number(low) and _is_number(high)):
                 raise TypeError("needs filtering")
         except (TypeError, OverflowError, ValueError):  # ValueError: inf + -inf
             numbers = [v for v in values if _is_number(v)]

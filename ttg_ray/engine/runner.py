@@ -22,7 +22,7 @@ from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary, ValueStats
-from ttg_ray.engine.store import ResultStore
+from ttg_ray.engine.resume import Store
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Runner:
         *,
         chunk_size: int | None = None,
         retry: RetryPolicy | None = None,
-        store: ResultStore | None = None,
+        store: Store | None = None,
         done: IndexLedger | None = None,
         progress: ProgressFn | None = None,
         max_inflight: int | None = None,
@@ -91,6 +91,9 @@ class Runner:
     def batches(self) -> Generator[Batch, None, None]:
         """Run the sweep, yielding each chunk's newly final results. The backend is open
         for exactly as long as this generator runs (closing it early releases it)."""
+        if len(self.ledger) >= len(self.space):
+            lifecycle(log, "completed", "nothing left to run", run_id=self.run_id)
+            return
         t0 = time.monotonic()
         lifecycle(log, "starting", f"starting {self.backend.name} backend", run_id=self.run_id)
         with self.backend.open(self.fn, self.space, self.run_id):
@@ -206,7 +209,7 @@ class Runner:
             elif index not in failed:
                 indices.append(index)
                 values.append(value)
-            elif chunk.attempt <= self.retry.max_retries:
+            elif chunk.attempt <= self.retry.max_retries and failed[index].retryable:
                 again.append(index)
             else:
                 final.append(failed[index])

@@ -1,5 +1,6 @@
-"""The JSON Lines result store: one line per parameter, flushed per chunk, read back by
-``--resume``."""
+"""The JSON Lines result store: a header line naming the sweep, then one line per
+parameter, flushed per chunk, read back by ``--resume``. Values go through
+ttg_ray.core.codec, so the file is standard JSON and reads back with the same values."""
 
 from __future__ import annotations
 
@@ -9,27 +10,33 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ttg_ray.core import codec
 from ttg_ray.core.results import ParamFailure
 from ttg_ray.errors import OutputError
+
+HEADER_KEY = "ttg_ray"
 
 
 def _line(index: int, param: Any, value: Any) -> str:
     # The common case (int parameter, finite number) skips json.dumps: 5x faster.
     if type(param) is int and (type(value) is int or (type(value) is float and value - value == 0)):
-        return f'{{"index": {index}, "param": {param}, "value": {value!r}}}\n'
-    return json.dumps({"index": index, "param": param, "value": value}, default=repr) + "\n"
+        return f'{{"index":{index},"param":{param},"value":{value!r}}}\n'
+    return codec.dumps({"index": index, "param": param, "value": value}) + "\n"
 
 
 def _failure_line(failure: ParamFailure) -> str:
     record = {"index": failure.index, "param": failure.param, "error": failure.to_error()}
-    return json.dumps(record, default=repr) + "\n"
+    return codec.dumps(record) + "\n"
 
 
 class ResultStore:
     """Appends one JSON line per parameter, flushed per chunk, so the file is the
-    checkpoint that ``--resume`` reads back."""
+    checkpoint that ``--resume`` reads back. A new file starts with ``header`` (what
+    sweep it belongs to); resuming appends to a file whose header was checked."""
 
-    def __init__(self, path: str | os.PathLike, *, resume: bool = False):
+    def __init__(
+        self, path: str | os.PathLike, header: dict | None = None, *, resume: bool = False
+    ):
         self.path = Path(path)
         if self.path.is_dir():
             raise OutputError(f"{self.path} is a directory; give a file path such as out.jsonl")
@@ -42,29 +49,51 @@ class ResultStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if existed:
+                read_header(self.path)  # never cut or append to a file that is not ours
                 _drop_torn_tail(self.path)
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            if not existed:
+                self._file.write(codec.dumps({HEADER_KEY: "", **(header or {})}) + "\n")
+                self._file.flush()
         except OSError as err:
             raise OutputError(
                 f"cannot write results to {self.path}: {err.strerror}; "
                 "choose a writable --output path"
             ) from err
         self._created = not existed
+        self._written = False
 
     def write(self, successes: list[tuple[int, Any, Any]], failures: list[ParamFailure]) -> None:
         lines = [_line(i, p, v) for i, p, v in successes]
         lines += [_failure_line(f) for f in failures]
         self._file.write("".join(lines))
         self._file.flush()
+        self._written = self._written or bool(lines)
 
     def close(self) -> None:
         self._file.close()
 
     def discard_if_empty(self) -> None:
-        """Remove a file this store created and never wrote to (leave no mess behind)."""
+        """Remove a file this store created and never wrote a result to."""
         self.close()
-        if self._created and self.path.exists() and self.path.stat().st_size == 0:
+        if self._created and not self._written and self.path.exists():
             self.path.unlink()
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The header of a ttg_ray result file; OutputError if ``path`` is not one."""
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20)
+    try:
+        header = json.loads(first) if first.endswith(b"\n") else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or HEADER_KEY not in header:
+        raise OutputError(
+            f"{path} is not a ttg_ray result file (its first line is not a ttg_ray header); "
+            "it was left untouched: choose another --output path"
+        )
+    return header
 
 
 def _drop_torn_tail(path: Path) -> None:
@@ -81,18 +110,21 @@ def _drop_torn_tail(path: Path) -> None:
                 f.truncate(pos - step + nl + 1)
                 return
             pos -= step
-        f.truncate(0)
 
 
 def read_store(path: str | os.PathLike) -> Iterator[dict]:
-    """The records of a result file. A last line without its newline is torn (its writer
-    was killed) and skipped, even if it parses: the store cuts it before appending. A
-    corrupt line elsewhere is an OutputError naming its line."""
+    """The records of a result file, as written (values still encoded: see
+    codec.decode). A last line without its newline is torn (its writer was killed) and
+    skipped, even if it parses: the store cuts it before appending. A corrupt line
+    elsewhere is an OutputError naming its line; a file that is not a ttg_ray result
+    file is an OutputError."""
     path = Path(path)
     if not path.exists():
         return
+    read_header(path)
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+        next(f)
+        for number, line in enumerate(f, 2):
             if not line.endswith("\n"):
                 return  # torn last line
             try:
@@ -105,3 +137,17 @@ def read_store(path: str | os.PathLike) -> Iterator[dict]:
                     "damaged: fix or remove that line, then rerun with --resume"
                 ) from None
             yield record
+
+
+def drop_failures(path: str | os.PathLike) -> None:
+    """Rewrite the file without its failure records (atomically), so their indices run
+    again and the file keeps one final record per index."""
+    path = Path(path)
+    header = read_header(path)
+    tmp = path.with_name(path.name + ".retry-tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(codec.dumps(header) + "\n")
+        for record in read_store(path):
+            if "error" not in record:
+                out.write(json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n")
+    os.replace(tmp, path)

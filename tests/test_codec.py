@@ -1,0 +1,177 @@
+"""The value codec: every value it accepts reads back with the same value, type and
+bits (tuples as lists, numpy scalars as Python numbers); everything else is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ttg_ray.core import codec
+from ttg_ray.errors import Unencodable
+
+DTYPES = [
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.complex64,
+    np.complex128,
+    ">i4",
+    ">f8",
+]
+
+arrays = st.sampled_from(DTYPES).flatmap(
+    lambda dtype: hnp.arrays(
+        np.dtype(dtype), hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+    )
+)
+numpy_scalars = st.one_of(
+    st.integers(-(2**63), 2**63 - 1).map(np.int64),
+    st.integers(0, 2**64 - 1).map(np.uint64),
+    st.integers(-128, 127).map(np.int8),
+    st.floats(width=32, allow_nan=True).map(np.float32),
+    st.floats(width=16).map(np.float16),
+    st.floats().map(np.float64),
+    st.booleans().map(np.bool_),
+)
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    numpy_scalars,
+    arrays,
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def expected(value):
+    """What the codec promises to give back for ``value``."""
+    if isinstance(value, (list, tuple)):
+        return [expected(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expected(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def same(a, b) -> bool:
+    """Equal in type and bits (NaN equals NaN, -0.0 differs from 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_every_value_reads_back_the_same(value):
+    text = codec.dumps(value)
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not standard JSON"))
+    assert same(codec.loads(text), expected(value))
+    assert same(codec.normal(value), expected(value))
+
+
+def test_a_float32_comes_back_equal_to_itself():
+    x = np.float32(0.1)
+    back = codec.loads(codec.dumps(x))
+    assert type(back) is float and np.float32(back) == x and back == x
+
+
+def test_arrays_keep_dtype_shape_and_bits_including_0d_and_non_contiguous():
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)[:, ::2, 1:]
+    for array in (a, np.array(3.5, np.float16), np.array([np.nan, -0.0]), np.zeros((0, 3))):
+        back = codec.loads(codec.dumps(array))
+        assert same(back, array.copy()) and back.flags.writeable
+
+
+def test_a_large_array_is_kept_whole_not_elided():
+    array = np.arange(5000)
+    assert np.array_equal(codec.loads(codec.dumps(array)), array)
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ({1, 2}, "sorted list"),
+        (b"raw", "base64"),
+        (Decimal("1.5"), "float"),
+        (object(), "dict of its fields"),
+        (1 + 2j, "0-d numpy array"),
+        (np.array(["a"]), "tolist"),
+        (np.array([{}], dtype=object), "dtype object"),
+        ({1: "x"}, "keys must be str"),
+        ({"$ttg": 1}, "reserves"),
+        ([1, {"deep": {3}}], "value[1]['deep']"),
+        (np.longdouble(1) / 3 if np.finfo(np.longdouble).bits > 64 else {4}, "float"),
+    ],
+)
+def test_anything_else_is_refused_naming_its_type_and_what_to_return(value, hint):
+    with pytest.raises(Unencodable) as info:
+        codec.dumps(value)
+    assert hint in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"$ttg": "pickle", "data": "gASV"},
+        {"$ttg": "ndarray", "dtype": "|O", "shape": [1], "data": "AAAAAAAAAAA="},
+        {"$ttg": "ndarray", "dtype": "<f8", "shape": [2], "data": "AAAAAAAAAAA="},
+        {"$ttg": "float", "value": "NaNa"},
+    ],
+)
+def test_decode_refuses_what_it_does_not_know(data):
+    with pytest.raises(Unencodable):
+        codec.decode(data)
+
+
+def test_dict_subclasses_and_int_enums_keep_their_values_as_plain_types():
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    assert codec.loads(codec.dumps({"c": Color.RED})) == {"c": 1}
+    back = codec.normal(OrderedDict(a=np.int16(1)))
+    assert back == {"a": 1} and type(back) is dict and type(back["a"]) is int
+
+
+def test_plain_values_are_written_as_plain_json():
+    assert codec.dumps({"a": [1, 2.5, "x", None, True]}) == '{"a":[1,2.5,"x",null,true]}'
+    assert json.loads(codec.dumps(math.inf)) == {"$ttg": "float", "value": "inf"}

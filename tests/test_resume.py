@@ -1,0 +1,136 @@
+"""Opening a sweep's output: a sweep always accepts its own file, refuses another
+sweep's or a file that is not a result file (untouched), and --retry-failed reruns
+exactly the recorded failures."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ttg_ray import workloads
+from ttg_ray.core.identity import SweepIdentity
+from ttg_ray.core.params import Grid, ParamList, ParamRange, as_space
+from ttg_ray.core.results import ParamFailure
+from ttg_ray.engine.resume import open_output
+from ttg_ray.engine.store import read_store
+from ttg_ray.errors import OutputError, Unencodable
+
+
+def sim(p, scale=1):
+    return {"v": np.float32(p) * scale, "a": np.arange(3, dtype=np.int16)}
+
+
+def other_sim(p):
+    return p
+
+
+def write_sweep(path, fn, space, failed=()):
+    """A finished (or half-finished) run of ``fn`` over ``space``, as the runner writes."""
+    checkpoint = open_output(path, SweepIdentity.of(fn, space), space)
+    successes = [(i, space[i], sim(i)) for i in range(len(space)) if i not in failed]
+    failures = [ParamFailure(i, space[i], "ValueError", "boom") for i in failed]
+    checkpoint.store.write(successes, failures)
+    checkpoint.store.close()
+
+
+def reopen(path, fn, space, **flags):
+    resumed = {}
+    checkpoint = open_output(
+        path, SweepIdentity.of(fn, space), space, on_resumed=resumed.__setitem__, **flags
+    )
+    checkpoint.store.close()
+    return checkpoint, resumed
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        list(np.arange(40)),
+        np.arange(40),
+        np.linspace(0, 1, 7, dtype=np.float32),
+        {"x": np.arange(3), "y": [np.float64(0.5), "s"]},
+        [(1, 2), {"k": np.int8(3)}, np.eye(2), None, float("nan")],
+    ],
+    ids=["list-of-np-int64", "ndarray", "float32-array", "grid-of-numpy", "mixed"],
+)
+def test_a_sweep_always_accepts_its_own_file(tmp_path, params):
+    path = tmp_path / "r.jsonl"
+    space = as_space(params)
+    write_sweep(path, sim, space, failed={1})
+    checkpoint, resumed = reopen(path, sim, as_space(params), resume=True)
+    assert len(checkpoint.done) == len(space)
+    assert [f.index for f in checkpoint.failures] == [1]
+    assert resumed[0]["a"].dtype == np.int16 and resumed[2]["v"] == np.float32(2)
+
+
+@pytest.mark.parametrize(
+    ("fn", "space", "what"),
+    [
+        (other_sim, ParamRange(20), "its function is"),
+        (functools.partial(sim, scale=2), ParamRange(20), "its kwargs are"),
+        (sim, ParamRange(30), "its space is"),
+        (sim, Grid({"x": range(20)}), "its space is"),
+    ],
+)
+def test_a_file_of_another_sweep_is_refused_in_one_line_and_untouched(tmp_path, fn, space, what):
+    path = tmp_path / "r.jsonl"
+    write_sweep(path, sim, ParamRange(20), failed={3})
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match=what) as info:
+        reopen(path, fn, space, resume=True)
+    message = str(info.value)
+    assert "\n" not in message and "start afresh" in message and "different sweep" in message
+    with pytest.raises(OutputError, match=what):
+        reopen(path, fn, space, retry_failed=True)
+    assert path.read_bytes() == before
+
+
+def test_a_lambda_is_told_apart_by_its_code(tmp_path):
+    path = tmp_path / "r.jsonl"
+    space = ParamRange(3)
+    write_sweep(path, lambda p: p + 1, space)
+    reopen(path, lambda p: p + 1, space, resume=True)  # the same code: accepted
+    with pytest.raises(OutputError, match="its function is"):
+        reopen(path, lambda p: p * 2, space, resume=True)
+
+
+def test_a_file_that_is_not_a_result_file_is_never_written(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("one line without a newline")
+    for flags in ({"resume": True}, {"retry_failed": True}, {}):
+        with pytest.raises(OutputError):
+            reopen(notes, sim, ParamRange(5), **flags)
+    assert notes.read_text() == "one line without a newline"
+
+
+def test_retry_failed_reruns_only_the_failures_and_keeps_one_record_per_index(tmp_path):
+    path = tmp_path / "r.jsonl"
+    space = ParamRange(10)
+    write_sweep(path, sim, space, failed={2, 7})
+    checkpoint, resumed = reopen(path, sim, space, retry_failed=True)
+    assert checkpoint.done.gaps(10) == [(2, 3), (7, 8)] and not checkpoint.failures
+    assert sorted(resumed) == [0, 1, 3, 4, 5, 6, 8, 9]
+    assert sorted(r["index"] for r in read_store(path)) == sorted(resumed)
+
+
+def test_retry_failed_needs_a_file(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        reopen(tmp_path / "none.jsonl", sim, ParamRange(3), retry_failed=True)
+
+
+def test_an_unencodable_parameter_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(Unencodable, match="parameter"):
+        reopen(tmp_path / "r.jsonl", sim, ParamList([Path("a"), Path("b")]))
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_header_records_the_function_reference_and_kwargs():
+    fn = functools.partial(workloads.seed_placeholder, work_ms=0)
+    identity = SweepIdentity.of(fn, ParamRange(5), "0.1.0")
+    header = identity.to_header()
+    assert header["function"] == "ttg_ray.workloads:seed_placeholder"
+    assert header["kwargs"] == {"work_ms": 0} and header["ttg_ray"] == "0.1.0"
+    assert header["space"] == {"kind": "range", "start": 0, "stop": 5, "step": 1}
