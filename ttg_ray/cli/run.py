@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=integer(1), metavar="N", help="local Ray CPUs, or local queue workers"
     )
     run.add_argument("--max-retries", type=integer(0), default=3, metavar="N")
+    run.add_argument(
+        "--timeout-s",
+        type=number(0.001),
+        metavar="S",
+        help="a parameter running longer fails with TimeoutError (its worker is replaced)",
+    )
+    run.add_argument(
+        "--max-memory-mb",
+        type=number(1),
+        metavar="MB",
+        help="a worker growing past this fails its parameter with MemoryError",
+    )
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
     run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
     run.add_argument("--no-dashboard", action="store_true", help="local Ray: no dashboard")
@@ -217,6 +229,8 @@ def _run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         workers=args.workers,
         max_retries=args.max_retries,
+        timeout_s=args.timeout_s,
+        max_memory_mb=args.max_memory_mb,
         output=args.output,
         resume=args.resume,
         progress=bar,

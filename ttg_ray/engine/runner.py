@@ -18,6 +18,7 @@ from typing import Any
 from ttg_ray.backends.base import Backend
 from ttg_ray.core.chunks import Chunk, ChunkPlanner
 from ttg_ray.core.events import lifecycle
+from ttg_ray.core.execute import rest_of
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
@@ -174,7 +175,11 @@ class Runner:
         if result.lost:
             planner.lost(chunk.chunk_id)
             return self._handle_lost(chunk, result)
-        if result.attempt == 1:
+        rest = rest_of(chunk, result)
+        if rest:
+            planner.lost(chunk.chunk_id)  # its timing says nothing about its peers
+            self._continue(chunk, rest)
+        elif result.attempt == 1:
             planner.observe(chunk.chunk_id, result.size, result.compute_s)
         fast = not result.failures and result.indices is None
         if fast and not self.ledger.overlaps(result.lo, result.hi):
@@ -210,6 +215,21 @@ class Runner:
                 self.retry.max_retries + 1,
             )
         return Batch(indices, values, final)
+
+    def _continue(self, chunk: Chunk, rest: list[int]) -> None:
+        """A chunk whose worker was stopped part way (a parameter past its time or memory
+        limit, a worker that stopped answering or was told to stop) came back with what
+        it finished; the rest runs now as a chunk of its own, nothing done twice."""
+        follow = chunk.with_indices(rest, chunk.attempt, f"@{rest[0]}")
+        log.info(
+            "chunk %s stopped after %d of %d parameters; the other %d run as chunk %s",
+            chunk.chunk_id,
+            chunk.size - len(rest),
+            chunk.size,
+            len(rest),
+            follow.chunk_id,
+        )
+        self._schedule(follow, 0.0)
 
     def _handle_lost(self, chunk: Chunk, result: ChunkResult) -> Batch | None:
         """A chunk whose worker died every time: split it until the parameter that kills
