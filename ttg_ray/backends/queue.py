@@ -111,7 +111,13 @@ class QueueBackend(Backend):
 
     def submit(self, chunk: Chunk) -> None:
         log.debug("submitting chunk %s", chunk.chunk_id)
-        body = encode_task(chunk, self.space, self.ref)
+        body = encode_task(
+            chunk,
+            self.space,
+            self.ref,
+            timeout_s=self.options.timeout_s,
+            max_memory_mb=self.options.max_memory_mb,
+        )
         self._call(lambda: self.queue.publish(body))
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
