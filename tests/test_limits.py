@@ -16,7 +16,7 @@ from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import Progress, cut_short, rest_of, run_chunk
 from ttg_ray.core.functions import FunctionRef
-from ttg_ray.core.messages import decode_result, decode_task, encode_task
+from ttg_ray.core.messages import decode_reply, decode_task, encode_task
 from ttg_ray.core.params import ParamRange
 from ttg_ray.engine.runner import Runner
 from ttg_ray.errors import BadMessage, UsageError
@@ -150,7 +150,8 @@ def _results(driver, run_id, n=1, timeout_s=30.0):
     got = []
     deadline = time.monotonic() + timeout_s
     while len(got) < n and time.monotonic() < deadline:
-        got += [decode_result(b) for b in driver.consume_results(run_id, timeout_s=0.2)]
+        replies = [decode_reply(b) for b in driver.consume_results(run_id, timeout_s=0.2)]
+        got += [r for r in replies if not isinstance(r, dict)]  # not the heartbeats
     return got
 
 

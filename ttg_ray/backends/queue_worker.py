@@ -11,6 +11,7 @@ broker restart is ridden out by reconnecting.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from ttg_ray.core.messages import (
     MAX_CHUNK_PARAMS,
     TaskMessage,
     decode_task,
+    encode_beat,
     encode_reply,
     encode_result,
 )
@@ -43,6 +45,7 @@ from ttg_ray.queues.base import (
 )
 
 log = logging.getLogger(__name__)
+BEAT_S = 1.0  # a chunk running longer tells the driver where it is, this often
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,10 +176,12 @@ class QueueWorker:
         failures: list[ParamFailure] = []
         compute_s = 0.0
         part: Chunk | None = chunk
+        chunk_started = time.monotonic()
         while part is not None:
             part_started = time.monotonic()
             self.executor.start(fn, space, part)
-            stop = self._watch(part, delivery, timeout_s, max_mb)
+            beat = functools.partial(self._beat, message, part, chunk_started)
+            stop = self._watch(part, delivery, timeout_s, max_mb, beat)
             ex = self.executor
             if stop == "abandon":
                 ex.kill()
@@ -224,8 +229,33 @@ class QueueWorker:
         limits = [m for m in (message.max_memory_mb, s.max_memory_mb) if m is not None]
         return timeout_s, min(limits) if limits else None
 
+    def _beat(self, message: TaskMessage, part: Chunk, chunk_started: float) -> None:
+        """Tell the driver where the chunk is (for its stall report and to take over the
+        chunk of a worker that stops answering)."""
+        ex, now = self.executor, time.monotonic()
+        index = None
+        if ex.param_started is not None and ex.position < part.size:
+            index = part.lo + ex.position if part.indices is None else part.indices[ex.position]
+        beat = {
+            "chunk_id": message.chunk.chunk_id,
+            "worker": f"{self.node} {self.id}",
+            "index": index,
+            "param": None if index is None else message.space[index],
+            "chunk_s": now - chunk_started,
+            "param_s": 0.0 if ex.param_started is None else now - ex.param_started,
+        }
+        try:
+            self.queue.publish_result(message.chunk.run_id, encode_beat(beat))
+        except (BackendUnavailable, TypeError, ValueError) as err:
+            log.debug("no heartbeat sent: %s", err)
+
     def _watch(
-        self, part: Chunk, delivery: Delivery, timeout_s: float | None, max_mb: float | None
+        self,
+        part: Chunk,
+        delivery: Delivery,
+        timeout_s: float | None,
+        max_mb: float | None,
+        beat: Callable[[], None],
     ) -> str | tuple[str, str] | None:
         """Wait for the child to finish ``part``: None when it did, else why it must be
         stopped: (kind, message) for a parameter past a limit, "grace" when the stop
@@ -233,6 +263,7 @@ class QueueWorker:
         ex = self.executor
         touch_every_s = max(0.05, self.settings.visibility_timeout_s / 3)
         next_touch = time.monotonic() + touch_every_s
+        next_beat = time.monotonic() + BEAT_S / 2
         while True:
             ex.pump(0.05)
             if ex.finished:
@@ -247,6 +278,9 @@ class QueueWorker:
             over = _over_limit(ex, now, timeout_s, max_mb)
             if over is not None:
                 return over
+            if now >= next_beat:
+                next_beat = now + BEAT_S
+                beat()
             if now >= next_touch:
                 next_touch = now + touch_every_s
                 try:

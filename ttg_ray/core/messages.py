@@ -194,9 +194,28 @@ def is_json(value: Any) -> bool:
     return True
 
 
+def encode_beat(beat: dict[str, Any]) -> bytes:
+    """A heartbeat of a running chunk, sent on the result channel: ``{"v": 1,
+    "running": {"chunk_id", "worker", "index", "param", "chunk_s", "param_s"}}``."""
+    return _dumps({"v": VERSION, "running": beat})
+
+
+def decode_reply(body: bytes | str) -> ChunkResult | dict[str, Any]:
+    """What a worker sent on the result channel: a result, or a heartbeat (a dict)."""
+    data = _loads(body, limit=None)  # from our own workers, which cap what they send
+    _check_version(data)
+    if set(data) == {"v", "running"} and isinstance(data["running"], dict):
+        return data["running"]
+    return _result_of(data)
+
+
 def decode_result(body: bytes | str) -> ChunkResult:
     data = _loads(body, limit=None)  # from our own workers, which cap what they send
     _check_version(data)
+    return _result_of(data)
+
+
+def _result_of(data: dict) -> ChunkResult:
     if set(data) != {"v", "result"} or not isinstance(data["result"], dict):
         raise BadMessage("result message must be {'v': 1, 'result': {...}}")
     try:

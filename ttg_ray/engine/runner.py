@@ -23,6 +23,7 @@ from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary
+from ttg_ray.engine.stalls import StallWatch
 from ttg_ray.engine.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class Runner:
         self._retries: list[tuple[float, int, Chunk]] = []  # heap of (due, seq, chunk)
         self._seq = 0
         self._last_progress_log = 0.0
+        self.stalls = StallWatch()
+        self._last_stall_check = 0.0
 
     def batches(self) -> Iterator[Batch]:
         """Run the sweep, yielding each chunk's newly final results. The backend is open
@@ -129,6 +132,7 @@ class Runner:
                     self._record(batch)
                     yield batch
             self._report_progress()
+            self._report_stalls(planner)
         self.summary.duration_s = time.monotonic() - started
         lifecycle(
             log,
@@ -267,6 +271,21 @@ class Runner:
         else:
             params = (self.space[i] for i in batch.indices)
         return list(zip(batch.indices, params, batch.values))
+
+    def _report_stalls(self, planner: ChunkPlanner) -> None:
+        now = time.monotonic()
+        if now - self._last_stall_check < 1.0:
+            return
+        self._last_stall_check = now
+
+        def expected_s(chunk_id: str) -> float | None:
+            chunk = self._inflight.get(chunk_id)
+            if chunk is None or planner.per_param_s is None:
+                return None
+            return planner.per_param_s * chunk.size
+
+        for chunk in self.stalls.check(self.backend.running(), expected_s):
+            log.warning("stalled: %s", StallWatch.describe(chunk, expected_s(chunk.chunk_id)))
 
     def _report_progress(self) -> None:
         done = len(self.ledger)
