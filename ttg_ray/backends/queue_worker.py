@@ -90,6 +90,7 @@ class QueueWorker:
         self.abandon = False
         self.chunks_done = 0
         self.executor = ChunkProcess(settings.max_memory_mb)
+        self._noted = False  # a heartbeat of this worker is on record for monitors
         self._functions: dict[tuple[str, str], Callable[[Any], Any]] = {}
         self.queue = self._open()
 
@@ -155,6 +156,9 @@ class QueueWorker:
         self._publish(result, message)
         self._call(lambda: self.queue.ack(delivery))
         self.chunks_done += 1
+        if self._noted:  # the monitor shows this chunk no more
+            self._noted = False
+            self._call(lambda: self.queue.note_running(self.id, None))
 
     def _refuse(self, delivery: Delivery, message: TaskMessage | None, err: TtgError) -> None:
         reason = str(err)
@@ -245,7 +249,10 @@ class QueueWorker:
             "param_s": 0.0 if ex.param_started is None else now - ex.param_started,
         }
         try:
-            self.queue.publish_result(message.chunk.run_id, encode_beat(beat))
+            body = encode_beat(beat)
+            self.queue.publish_result(message.chunk.run_id, body)
+            self.queue.note_running(self.id, body)
+            self._noted = True
         except (BackendUnavailable, TypeError, ValueError) as err:
             log.debug("no heartbeat sent: %s", err)
 
