@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import types
 import uuid
 
 import pytest
@@ -229,3 +230,66 @@ def test_worker_dead_letters_a_giant_chunk_and_keeps_going(broker, run_id):
     assert result.chunk_id == "ok" and result.values == [seed_placeholder(i, 0) for i in range(5)]
     ((_, reason),) = driver.dead_letters()
     assert "100,000,000,000 parameters, over this worker's limit" in reason
+
+
+def test_stall_watch_reports_a_chunk_far_slower_than_expected_once():
+    from ttg_ray.backends.base import RunningChunk
+    from ttg_ray.engine.stalls import StallWatch
+
+    watch = StallWatch(factor=5, min_s=30)
+    assert watch.limit_s(None) == 30 and watch.limit_s(2.0) == 30 and watch.limit_s(10) == 50
+    slow = RunningChunk("c7", "host w1", 77, 77, chunk_s=45.0, param_s=44.0, seen_at=0.0)
+    fine = RunningChunk("c8", "host w2", 80, 80, chunk_s=45.0, param_s=1.0, seen_at=0.0)
+    expected = {"c7": 1.0, "c8": 10.0}.get
+    assert watch.check([slow, fine], expected) == [slow]
+    assert watch.check([slow, fine], expected) == []  # once
+    text = StallWatch.describe(slow, 1.0)
+    assert "chunk c7 has run 45 s (expected about 1.0 s)" in text
+    assert "on parameter 77 (77) for 44 s, on host w1" in text
+
+
+class StallingBackend(InlineBackend):
+    """Holds chunk c000001 back and reports it as running for a long time."""
+
+    def submit(self, chunk: Chunk) -> None:
+        if chunk.chunk_id == "c000001":
+            self.held = chunk
+            return
+        super().submit(chunk)
+
+    def running(self):
+        from ttg_ray.backends.base import RunningChunk
+
+        if getattr(self, "held", None) is None:
+            return []
+        self.polls = getattr(self, "polls", 0) + 1
+        if self.polls > 3:  # reported, now let it finish
+            self._ready.append(run_chunk(self.fn, self.space, self.held))
+            self.held = None
+            return []
+        return [RunningChunk("c000001", "w9", 15, 15, chunk_s=99.0, param_s=98.0, seen_at=0.0)]
+
+
+def test_runner_logs_a_stalled_chunk_once_at_warning(caplog, monkeypatch):
+    # Only the runner's clock: it moves 1 s per reading, so it checks for stalls each loop.
+    monkeypatch.setattr(
+        "ttg_ray.engine.runner.time", types.SimpleNamespace(monotonic=_fast_clock())
+    )
+    backend = StallingBackend()
+    runner = Runner(backend, lambda p: p, ParamRange(40), "run", chunk_size=10)
+    with caplog.at_level("WARNING", logger="ttg_ray.engine.runner"):
+        done = sorted(i for b in runner.batches() for i in b.indices)
+    assert done == list(range(40))
+    stalls = [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
+    assert len(stalls) == 1
+    assert "chunk c000001 has run 99 s" in stalls[0] and "on parameter 15" in stalls[0]
+
+
+def _fast_clock():
+    now = [1000.0]
+
+    def tick() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    return tick
