@@ -29,6 +29,7 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 from ray.util.metrics import Counter
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ttg_ray.backends.base import Backend, BackendOptions, RunningChunk
 from ttg_ray.backends.limits import MB, rss_mb
@@ -269,7 +270,7 @@ class RayBackend(Backend):
         self._space_ref = ray.put(space)
         self._capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._check_memory_limit()
-        self._watch = _Watch.options(name=f"ttg-watch-{run_id}").remote()
+        self._watch = self._new_watch()
         # Starting the worker processes is start-up cost, not sweep time.
         nodes = ray.get([_warm_up.remote() for _ in range(self._capacity)])
         log.info("Ray ready: %d CPUs on %d node(s)", self._capacity, len(set(nodes)))
@@ -304,6 +305,11 @@ class RayBackend(Backend):
             time.monotonic() - started,
             f"; dashboard at http://{dashboard}" if dashboard else "",
         )
+
+    def _new_watch(self):
+        """The watch actor, on the driver's node: it goes only when the driver does."""
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        return _Watch.options(scheduling_strategy=here).remote()
 
     def _check_memory_limit(self) -> None:
         """Ray schedules by the ``memory`` each task asks for; one that no node has would
@@ -366,7 +372,14 @@ class RayBackend(Backend):
         if self._watch is None or now - self._last_take < 0.2:
             return
         self._last_take = now
-        beats, stopped = ray.get(self._watch.take.remote())
+        try:
+            beats, stopped = ray.get(self._watch.take.remote(), timeout=30)
+        except RayError as err:
+            # Chunks already running report to the lost actor: their limits fall back
+            # to the silence rule, and new chunks report to a new one.
+            log.warning("lost the watch actor (%s); starting another", err)
+            self._watch = self._new_watch()
+            return
         for chunk_id, beat in beats.items():
             if chunk_id in self._refs:
                 self._beats[chunk_id] = RunningChunk(chunk_id, seen_at=now, **beat)
