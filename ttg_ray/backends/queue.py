@@ -75,7 +75,8 @@ class QueueBackend(Backend):
         self.visibility_timeout_s = DEFAULT_VISIBILITY_TIMEOUT_S
         self._spawned = 0
         self._closing = False
-        self._sent: dict[str, Chunk] = {}  # chunks submitted and not yet back
+        self._sent: dict[str, tuple[Chunk, float]] = {}  # not yet back: (chunk, sent at)
+        self._latency_s = 0.0  # smoothed time from sending a chunk to its result
         self._beats: dict[str, RunningChunk] = {}
         self._takeovers: dict[str, int] = {}
         self._ready: list[ChunkResult] = []
@@ -125,7 +126,7 @@ class QueueBackend(Backend):
             max_memory_mb=self.options.max_memory_mb,
         )
         self._call(lambda: self.queue.publish(body))
-        self._sent[chunk.chunk_id] = chunk
+        self._sent[chunk.chunk_id] = (chunk, time.monotonic())
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
         self._replace_dead_workers()
@@ -142,7 +143,9 @@ class QueueBackend(Backend):
                 self._note_beat(reply, now)
                 continue
             log.debug("result of chunk %s", reply.chunk_id)
-            self._sent.pop(reply.chunk_id, None)
+            sent = self._sent.pop(reply.chunk_id, None)
+            if sent is not None:
+                self._latency_s = 0.8 * self._latency_s + 0.2 * (now - sent[1])
             self._beats.pop(reply.chunk_id, None)
             results.append(reply)
         if self.options.timeout_s is not None:
@@ -164,24 +167,29 @@ class QueueBackend(Backend):
 
     def _take_over_silent(self, now: float) -> None:
         """A chunk whose worker stopped sending heartbeats (stopped, or cut off) for
-        longer than the timeout is sent again; the first result to come back wins. A
-        broker hands the original back too, in time (visibility timeout, or the
-        connection's heartbeat), but RabbitMQ may take a minute to notice."""
+        longer than the timeout is sent again, and so is one that never sent any and is
+        long overdue; the first result to come back wins. A broker hands the original
+        back too, in time (visibility timeout, or the connection's heartbeat), but
+        RabbitMQ may take a minute to notice."""
         silent_s = self.options.timeout_s + 2 * BEAT_S
-        for chunk_id, beat in list(self._beats.items()):
-            if now - beat.seen_at <= silent_s:
+        overdue_s = silent_s + 3 * self._latency_s
+        for chunk_id, (chunk, sent_at) in list(self._sent.items()):
+            beat = self._beats.get(chunk_id)
+            if beat is not None and now - beat.seen_at > silent_s:
+                why = f"its worker ({beat.worker}) sent no heartbeat for {now - beat.seen_at:.1f} s"
+            elif beat is None and now - sent_at > overdue_s:
+                why = f"no word of it for {now - sent_at:.1f} s"
+            else:
                 continue
-            del self._beats[chunk_id]
-            chunk = self._sent[chunk_id]
+            self._beats.pop(chunk_id, None)
             root = chunk_id.split("@")[0]
             self._takeovers[root] = self._takeovers.get(root, 0) + 1
-            reason = f"its worker ({beat.worker}) sent no heartbeat for {now - beat.seen_at:.1f} s"
             if self._takeovers[root] > self.options.max_retries:
-                log.error("chunk %s: %s, again; giving it up", chunk_id, reason)
+                log.error("chunk %s: %s, again; giving it up", chunk_id, why)
                 del self._sent[chunk_id]
-                self._ready.append(lost_chunk(chunk, self.space, "TimeoutError", reason))
+                self._ready.append(lost_chunk(chunk, self.space, "TimeoutError", why))
             else:
-                log.warning("chunk %s: %s; sending it again", chunk_id, reason)
+                log.warning("chunk %s: %s; sending it again", chunk_id, why)
                 self.submit(chunk)
 
     def close(self) -> None:
