@@ -7,6 +7,7 @@ task is named after its chunk, so the dashboard's task view reads as the sweep d
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -86,6 +87,7 @@ def _count(run_id: str, ok: int, failed: int) -> None:
 
 BEAT_S = 1.0  # how often a running chunk reports where it is
 WATCH_TICK_S = 0.05  # how often a chunk's watchdog checks its limits
+KILL_WAIT_S = 300.0  # a stopped chunk's worker waits this long for the driver to kill it
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class _Watchdog:
         self.watch, self.chunk, self.space, self.limits = watch, chunk, space, limits
         self.worker = worker
         self.progress = Progress()
+        self.main_thread = threading.get_ident()
+        self.stopped = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="ttg-watchdog")
 
@@ -136,6 +140,10 @@ class _Watchdog:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
+        if self.stopped:
+            # The driver has this chunk's result and is killing this worker, which must
+            # not run anything else: wait for it here.
+            time.sleep(KILL_WAIT_S)
 
     def _loop(self) -> None:
         limited = self.limits.timeout_s is not None or self.limits.max_memory_mb is not None
@@ -179,11 +187,26 @@ class _Watchdog:
             worker=self.worker,
         )
         log.warning("chunk %s: %s", self.chunk.chunk_id, message)
+        self.stopped = True
         ray.get(self.watch.stopped.remote(result), timeout=30)
         if kind == "MemoryError":
-            # Freeze here, so the runaway parameter grows no further while the driver
-            # kills this worker (SIGKILL ends a stopped process too).
-            os.kill(os.getpid(), signal.SIGSTOP)
+            self._hold_memory()
+
+    def _hold_memory(self) -> None:
+        """Until the driver kills this worker: raise MemoryError in the chunk's thread
+        (it ends a runaway Python loop, and the worker stays quick to kill), and should
+        it grow on regardless (inside C code), freeze the process (SIGSTOP; SIGKILL
+        still ends it, only later)."""
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self.main_thread), ctypes.py_object(MemoryError)
+        )
+        ceiling_mb = 1.25 * self.limits.max_memory_mb
+        deadline = time.monotonic() + KILL_WAIT_S
+        while time.monotonic() < deadline:
+            rss = rss_mb()
+            if rss is not None and rss > ceiling_mb:
+                os.kill(os.getpid(), signal.SIGSTOP)
+            time.sleep(WATCH_TICK_S)
 
     def _beat(self) -> None:
         p = self.progress
