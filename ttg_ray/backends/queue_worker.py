@@ -299,7 +299,7 @@ class QueueWorker:
         """Tell the driver the chunk is lost, then dead-letter it (see Quarantine)."""
         log.error("quarantined a chunk: %s", why)
         try:
-            message = decode_task(delivery.body)
+            message = decode_task(delivery.body, max_chunk_params=self.settings.max_chunk_params)
         except BadMessage:
             message = None
         if message is not None:
