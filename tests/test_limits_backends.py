@@ -34,20 +34,9 @@ BACKENDS = ["ray", "redis", "rabbitmq"]
 BROKERS = ["redis", "rabbitmq"]
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for this module's API tests (the CLI test starts its own)."""
-    import ray
-
-    ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
 def options(request, backend: str) -> dict:
-    if backend == "ray":
-        request.getfixturevalue("local_ray")
-        return {"backend": "ray"}
+    if backend == "ray":  # a local Ray of the sweep's own, as a user's first call gets
+        return {"backend": "ray", "include_dashboard": False}
     if backend == "redis":
         return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
     return {"backend": "rabbitmq", "amqp_url": request.getfixturevalue("amqp_url")}
