@@ -293,3 +293,21 @@ def _fast_clock():
         return now[0]
 
     return tick
+
+
+def _lock_at_one(p):
+    return threading.Lock() if p == 1 else p
+
+
+def test_a_value_that_cannot_leave_the_chunk_process_fails_only_its_parameter(broker, run_id):
+    settings, driver = broker
+    fn = FunctionRef.parse("test_limits:_lock_at_one")
+    driver.publish(encode_task(Chunk(run_id, "c1", 0, 4), ParamRange(4), fn))
+    worker, thread = _worker(settings, allow_modules=("test_limits",))
+    try:
+        (result,) = _results(driver, run_id)
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert result.values == [0, None, 2, 3]
+    assert [(f.index, f.type) for f in result.failures] == [(1, "TypeError")]

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ttg_ray.backends.limits import cap_address_space, rss_mb
@@ -139,7 +140,7 @@ def _serve(conn: Any, max_memory_mb: float | None) -> None:
             return
         fn, space, chunk = job
         progress = Progress()
-        reporter.follow(progress)
+        reporter.follow(progress, chunk, space)
         result = run_chunk(fn, space, chunk, progress=progress)
         reporter.finish(result.compute_s)
 
@@ -157,9 +158,11 @@ class _Reporter:
     def start(self) -> None:
         threading.Thread(target=self._loop, daemon=True, name="ttg-reporter").start()
 
-    def follow(self, progress: Progress) -> None:
+    def follow(self, progress: Progress, chunk: Chunk, space: Space) -> None:
         with self._lock:
             self._progress, self._sent = progress, (0, 0)
+            self._indices = list(chunk.iter_indices())
+            self._space, self._attempt = space, chunk.attempt
 
     def finish(self, compute_s: float) -> None:
         with self._lock:
@@ -178,6 +181,28 @@ class _Reporter:
         position, n_failures = p.position, len(p.failures)
         values = p.values[self._sent[0] : position]
         failures = p.failures[self._sent[1] : n_failures]
+        first = self._sent[0]
         self._sent = (position, n_failures)
         started = None if kind == "done" else p.param_started
-        self.conn.send((kind, values, failures, position, started, *extra))
+        try:
+            data = ForkingPickler.dumps((kind, values, failures, position, started, *extra))
+        except Exception:  # a value that cannot leave this process fails its parameter
+            values, failures = self._sendable(first, values, failures)
+            data = ForkingPickler.dumps((kind, values, failures, position, started, *extra))
+        self.conn.send_bytes(data)
+
+    def _sendable(self, first: int, values: list, failures: list) -> tuple[list, list]:
+        values, failures = list(values), list(failures)
+        for k, value in enumerate(values):
+            try:
+                ForkingPickler.dumps(value)
+            except Exception as err:
+                index = self._indices[first + k]
+                values[k] = None
+                message = f"the value ({type(value).__name__}) cannot be sent back: {err}"
+                failures.append(
+                    ParamFailure(
+                        index, self._space[index], "TypeError", message, attempts=self._attempt
+                    )
+                )
+        return values, failures
