@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,33 @@ from ttg_ray import workloads
 _logs: dict[str, Any] = {}
 
 
-def counted(param: Any, count_dir: str | None = None, **faults: Any) -> float:
+SAFETY_STOP_MB = 800  # a runaway parameter stops here, should the memory limit fail
+
+
+def counted(
+    param: Any,
+    count_dir: str | None = None,
+    hang_forever: list[Any] | None = None,
+    grow: list[Any] | None = None,
+    **faults: Any,
+) -> float:
     """workloads.faulty(param, **faults), after appending ``param`` to this process's
     call log in ``count_dir``. The line is flushed before the call, so a call whose
-    worker is killed in the middle of it is counted too."""
+    worker is killed in the middle of it is counted too. Parameters in ``hang_forever``
+    sleep until stopped; those in ``grow`` allocate 10 MB at a time until stopped (or
+    SAFETY_STOP_MB)."""
     if count_dir:
         log = _logs.get(count_dir)
         if log is None or log.closed:
             path = Path(count_dir) / f"calls-{os.getpid()}.log"
             log = _logs[count_dir] = open(path, "a", buffering=1)  # noqa: SIM115 (process-long)
         log.write(f"{param}\n")
+    if hang_forever and param in hang_forever:
+        while True:
+            time.sleep(1)
+    if grow and param in grow:
+        held = [b"x" * (10 * 1024 * 1024) for _ in range(SAFETY_STOP_MB // 10)]
+        return float(len(held))
     return workloads.faulty(param, **faults)
 
 

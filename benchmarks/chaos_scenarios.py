@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 import ttg_ray
 from benchmarks import faults
 from benchmarks.chaos_fn import counted
@@ -301,6 +303,96 @@ def broker_restart(ctx: Ctx) -> Outcome:
         server.close()
 
 
+def param_hangs(ctx: Ctx) -> Outcome:
+    """A parameter that sleeps forever, with timeout_s=2: it fails (TimeoutError) after
+    its retries, and its chunk's other parameters complete."""
+    bad = ctx.n // 3 + 7
+    outcome = sweep(ctx, ctx.fn(hang_forever=[bad]), timeout_s=2)
+    outcome.designed_to_fail = [bad]
+    return outcome
+
+
+def _available_mb() -> float:
+    return psutil.virtual_memory().available / 2**20
+
+
+def param_runaway_memory(ctx: Ctx) -> Outcome:
+    """A parameter that allocates without bound, with max_memory_mb=300: it fails
+    (MemoryError) alone, and the machine's free memory never drops by 1 GB."""
+    bad = ctx.n // 3 + 7
+    # Measured from the first result on, so the backend's start-up (a local Ray's own
+    # processes) is not counted against the limit.
+    start: list[tuple[float, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        if not start:
+            start.append((_available_mb(), len(sampler.results)))
+
+    with faults.Every(0.02, _available_mb) as sampler:
+        outcome = sweep(ctx, ctx.fn(grow=[bad]), max_memory_mb=300, progress=progress)
+    before, first = start[0] if start else (_available_mb(), 0)
+    lowest = min([before, *sampler.results[first:]])
+    print(
+        f"free memory: {before:.0f} MB at the first result, lowest {lowest:.0f} MB", file=sys.stderr
+    )
+    if lowest < before - 1024:
+        outcome.problems.append(f"free memory fell from {before:.0f} to {lowest:.0f} MB")
+    outcome.designed_to_fail = [bad]
+    return outcome
+
+
+def worker_sigstop(ctx: Ctx) -> Outcome:
+    """One busy worker is stopped (SIGSTOP, with its chunk process) at 30%, timeout_s=2:
+    its chunk is taken over; nothing is lost or duplicated."""
+    run_id = new_run_id()
+    stopped: list[int] = []
+    at = faults.At(0.3, lambda: stopped.extend(faults.stop_one(ctx.backend, run_id)))
+    try:
+        outcome = sweep(ctx, ctx.fn(), progress=at, run_id=run_id, timeout_s=2)
+    finally:
+        faults.kill_pids(stopped)
+    if not stopped:
+        outcome.problems.append("no worker was stopped")
+    return outcome
+
+
+def giant_chunk(ctx: Ctx) -> Outcome:
+    """Queues only: a crafted message with an allowed function and 10^11 parameters
+    arrives at 30%; it must be dead-lettered within 1 s, the workers' memory unchanged."""
+    from ttg_ray.core.chunks import Chunk
+    from ttg_ray.core.functions import FunctionRef
+    from ttg_ray.core.messages import encode_task
+    from ttg_ray.core.params import ParamRange
+    from ttg_ray.queues import open_adapter
+
+    run_id = new_run_id()
+    queue = open_adapter(ctx.backend, ctx.broker_url, run_id)
+    seen: dict[str, float] = {}
+
+    def inject() -> None:
+        rss_before = faults.rss_mb(faults.worker_pids(ctx.backend, run_id))
+        fn = FunctionRef.parse("benchmarks.chaos_fn:counted", {"work_ms": ctx.work_ms})
+        started = time.monotonic()
+        queue.publish(encode_task(Chunk(run_id, "giant", 0, 10**11), ParamRange(10**11), fn))
+        while not queue.dead_letters() and time.monotonic() - started < 30:
+            time.sleep(0.01)
+        seen["dead_lettered_s"] = time.monotonic() - started
+        time.sleep(0.5)
+        seen["rss_growth_mb"] = faults.rss_mb(faults.worker_pids(ctx.backend, run_id)) - rss_before
+
+    at = faults.At(0.3, inject)
+    try:
+        outcome = sweep(ctx, ctx.fn(), progress=at, run_id=run_id)
+    finally:
+        queue.close()
+    if seen.get("dead_lettered_s", 99.0) > 1.0:
+        outcome.problems.append(f"dead-lettered after {seen.get('dead_lettered_s')} s")
+    if seen.get("rss_growth_mb", 99.0) > 20:
+        outcome.problems.append(f"workers grew by {seen.get('rss_growth_mb')} MB")
+    print(f"giant chunk: {seen}", file=sys.stderr)
+    return outcome
+
+
 # name -> (scenario, backends it applies to)
 SCENARIOS: dict[str, tuple[Callable[[Ctx], Outcome], tuple[str, ...]]] = {
     "kill-worker-30pct": (kill_worker, ("ray", *QUEUES)),
@@ -312,4 +404,8 @@ SCENARIOS: dict[str, tuple[Callable[[Ctx], Outcome], tuple[str, ...]]] = {
     "bad-messages": (bad_messages, QUEUES),
     "driver-killed-resume": (driver_killed_resume, ("ray", *QUEUES)),
     "broker-restart": (broker_restart, QUEUES),
+    "param-hangs": (param_hangs, ("ray", *QUEUES)),
+    "param-runaway-memory": (param_runaway_memory, ("ray", *QUEUES)),
+    "worker-sigstop": (worker_sigstop, ("ray", *QUEUES)),
+    "giant-chunk": (giant_chunk, QUEUES),
 }

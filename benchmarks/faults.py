@@ -64,6 +64,53 @@ def kill_one(backend: str, run_id: str | None = None, wait_s: float = 10.0) -> i
     return None
 
 
+def stop_one(backend: str, run_id: str | None = None, wait_s: float = 10.0) -> list[int]:
+    """SIGSTOP one busy worker and its children (a queue worker's chunk process); the
+    pids stopped, for kill_pids() afterwards."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for pid in top_level(worker_pids(backend, None if backend == "ray" else run_id)):
+            try:
+                victim = psutil.Process(pid)
+                group = [victim, *victim.children(recursive=True)]
+                for proc in group:
+                    proc.send_signal(signal.SIGSTOP)
+            except psutil.NoSuchProcess:
+                continue
+            return [p.pid for p in group]
+        time.sleep(0.05)
+    return []
+
+
+def top_level(pids: list[int]) -> list[int]:
+    """``pids`` without those whose parent is among them (a queue worker's chunk
+    process has the worker's command line)."""
+    parents = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parents[pid] = psutil.Process(pid).ppid()
+    return [pid for pid, parent in parents.items() if parent not in parents]
+
+
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILL what is left of ``pids`` (processes this run stopped)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def rss_mb(pids: list[int]) -> float:
+    """The resident memory of ``pids`` and their children, in MiB."""
+    total = 0
+    for pid in top_level(pids):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += p.memory_info().rss
+    return total / 2**20
+
+
 def kill_tree_leftovers(procs: list[psutil.Process], grace_s: float = 5.0) -> None:
     """After a driver was killed, give its children ``grace_s`` to notice and exit,
     then SIGKILL those still alive."""

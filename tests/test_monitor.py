@@ -113,3 +113,33 @@ def test_unreachable_broker_exits_3_with_a_masked_url():
     assert proc.returncode == 3
     assert "cannot reach Redis" in proc.stderr and "s3cret" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_render_lists_running_chunks_and_marks_a_stalled_one():
+    beats = [
+        {"chunk_id": "c1", "worker": "h w1", "index": 12, "param": 12, "chunk_s": 2, "param_s": 0},
+        {
+            "chunk_id": "c7",
+            "worker": "h w2",
+            "index": 77,
+            "param": 77,
+            "chunk_s": 45,
+            "param_s": 44,
+        },
+    ]
+    text = render("t", QueueStats(running=beats), Rates())
+    lines = [line for line in text.splitlines() if "running" in line]
+    assert "STALLED c7 45 s, on parameter 77 (77) for 44 s, h w2" in lines[0]
+    assert "c1 2 s, on parameter 12 (12) for 0 s, h w1" in lines[1]
+
+
+def test_snapshot_reads_worker_heartbeats_where_the_broker_keeps_them():
+    from ttg_ray.cli.monitor import snapshot
+    from ttg_ray.core.messages import encode_beat
+
+    queue = open_adapter("memory", f"memory://{uuid.uuid4().hex}", "run")
+    beat = {"chunk_id": "c7", "worker": "w", "index": 1, "param": 1, "chunk_s": 1, "param_s": 1}
+    queue.note_running("w", encode_beat(beat))
+    assert snapshot(queue, "run").running == [beat]
+    queue.note_running("w", None)
+    assert snapshot(queue, "run").running == []

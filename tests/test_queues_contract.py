@@ -190,3 +190,15 @@ def test_wrong_rabbitmq_credentials(amqp_url):
         open_adapter("rabbitmq", bad, "x", connect_timeout_s=3)
     assert "credentials" in str(err.value)
     assert "wrong-password" not in str(err.value)
+
+
+def test_note_running_is_seen_by_another_connection_until_cleared(connect):
+    worker, monitor = connect(), connect()
+    worker.note_running("w1", b'{"v": 1, "running": {"chunk_id": "c1"}}')
+    seen = monitor.running()
+    if worker.name == "rabbitmq":  # no place for it on the broker: documented, kept empty
+        assert seen == []
+        return
+    assert seen == [b'{"v": 1, "running": {"chunk_id": "c1"}}']
+    worker.note_running("w1", None)
+    assert monitor.running() == []

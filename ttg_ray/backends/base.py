@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ttg_ray.core import registry
@@ -35,6 +35,39 @@ class BackendOptions:
     # Values must be what a result file can keep (ttg_ray.core.codec): set when the
     # sweep writes one. Queue backends always encode (their messages are JSON).
     encode_values: bool = False
+    # A parameter running longer fails with TimeoutError; its worker process is replaced.
+    timeout_s: float | None = None
+    # A worker process growing past this fails its parameter with MemoryError, and is
+    # replaced (see the README's "Time and memory limits" for what is measured where).
+    max_memory_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "max_memory_mb"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise UsageError(
+                    f"{name} must be a number > 0 (or None for no limit), got {value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class RunningChunk:
+    """Where a running chunk is, as its worker last reported (heartbeats)."""
+
+    chunk_id: str
+    worker: str
+    index: int | None  # the parameter it is on now (None: between parameters)
+    param: Any
+    chunk_s: float  # how long the chunk had run when reported
+    param_s: float  # how long its current parameter had run when reported
+    seen_at: float  # the driver's time.monotonic() when the report arrived
+
+    def aged(self, now: float) -> RunningChunk:
+        """The same report, its times advanced to ``now``."""
+        late = max(0.0, now - self.seen_at)
+        return replace(self, chunk_s=self.chunk_s + late, param_s=self.param_s + late, seen_at=now)
 
 
 class Backend(ABC):
@@ -84,6 +117,11 @@ class Backend(ABC):
     def poll(self, timeout_s: float) -> list[ChunkResult]:
         """Results that have arrived, waiting up to ``timeout_s`` for at least one. A chunk
         whose retries ran out comes back as a result with ``lost`` set."""
+
+    def running(self) -> list[RunningChunk]:
+        """The chunks running now, as their workers last reported them (for stall
+        reports); empty when the backend does not know."""
+        return []
 
     @abstractmethod
     def close(self) -> None:

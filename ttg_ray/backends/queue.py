@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ttg_ray.backends.base import Backend, BackendOptions
+from ttg_ray.backends.base import Backend, BackendOptions, RunningChunk
 from ttg_ray.config import BrokerConfig, SigningConfig, child_env, mask_url
 from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk
 from ttg_ray.core.functions import FunctionRef, ref_of
-from ttg_ray.core.messages import decode_result, encode_task
+from ttg_ray.core.messages import decode_reply, encode_task
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
 from ttg_ray.core.signing import keyring_from
@@ -44,6 +45,7 @@ EXTERNAL_CAPACITY = 8  # worker slots assumed when workers run elsewhere and non
 RECONNECT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 READY_TIMEOUT_S = 30.0
+BEAT_S = 1.0  # how often workers report a running chunk (see queue_worker.BEAT_S)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class QueueBackend(Backend):
         self.visibility_timeout_s = DEFAULT_VISIBILITY_TIMEOUT_S
         self._spawned = 0
         self._closing = False
+        self._sent: dict[str, tuple[Chunk, float]] = {}  # not yet back: (chunk, sent at)
+        self._latency_s = 0.0  # smoothed time from sending a chunk to its result
+        self._beats: dict[str, RunningChunk] = {}
+        self._takeovers: dict[str, int] = {}
+        self._ready: list[ChunkResult] = []
 
     def broker_url(self) -> str:
         brokers = BrokerConfig.from_env(self.options.redis_url, self.options.amqp_url)
@@ -114,25 +121,85 @@ class QueueBackend(Backend):
 
     def submit(self, chunk: Chunk) -> None:
         log.debug("submitting chunk %s", chunk.chunk_id)
-        body = self.keys.seal(encode_task(chunk, self.space, self.ref), "task")
+        body = encode_task(
+            chunk,
+            self.space,
+            self.ref,
+            timeout_s=self.options.timeout_s,
+            max_memory_mb=self.options.max_memory_mb,
+        )
+        body = self.keys.seal(body, "task")
         self._call(lambda: self.queue.publish(body))
+        self._sent[chunk.chunk_id] = (chunk, time.monotonic())
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
         self._replace_dead_workers()
         bodies = self._call(lambda: self.queue.consume_results(self.run_id, timeout_s))
-        results = []
+        results, self._ready = self._ready, []
+        now = time.monotonic()
         for body in bodies:
             try:
-                result = decode_result(self.keys.open(body, "result"))
-                if result.run_id != self.run_id:  # a replayed result of another run
+                reply = decode_reply(self.keys.open(body, "result"))
+                if isinstance(reply, ChunkResult) and reply.run_id != self.run_id:
+                    # a replayed result of another run
                     raise BadMessage(
-                        f"a result of run {result.run_id} on run {self.run_id}'s channel"
+                        f"a result of run {reply.run_id} on run {self.run_id}'s channel"
                     )
-                results.append(result)
-                log.debug("result of chunk %s", results[-1].chunk_id)
             except BadMessage as err:
                 log.error("dropping an unreadable result message: %s", err)
+                continue
+            if isinstance(reply, dict):
+                self._note_beat(reply, now)
+                continue
+            log.debug("result of chunk %s", reply.chunk_id)
+            sent = self._sent.pop(reply.chunk_id, None)
+            if sent is not None:
+                self._latency_s = 0.8 * self._latency_s + 0.2 * (now - sent[1])
+            self._beats.pop(reply.chunk_id, None)
+            results.append(reply)
+        if self.options.timeout_s is not None:
+            self._take_over_silent(now)
         return results
+
+    def running(self) -> list[RunningChunk]:
+        now = time.monotonic()
+        return [beat.aged(now) for beat in self._beats.values()]
+
+    def _note_beat(self, beat: dict, now: float) -> None:
+        try:
+            running = RunningChunk(seen_at=now, **beat)
+        except TypeError as err:
+            log.error("dropping an unreadable heartbeat: %s", err)
+            return
+        if running.chunk_id in self._sent:
+            self._beats[running.chunk_id] = running
+
+    def _take_over_silent(self, now: float) -> None:
+        """A chunk whose worker stopped sending heartbeats (stopped, or cut off) for
+        longer than the timeout is sent again, and so is one that never sent any and is
+        long overdue; the first result to come back wins. A broker hands the original
+        back too, in time (visibility timeout, or the connection's heartbeat), but
+        RabbitMQ may take a minute to notice."""
+        silent_s = self.options.timeout_s + 2 * BEAT_S
+        overdue_s = silent_s + 3 * self._latency_s
+        for chunk_id, (chunk, sent_at) in list(self._sent.items()):
+            beat = self._beats.get(chunk_id)
+            if beat is not None and now - beat.seen_at > silent_s:
+                why = f"its worker ({beat.worker}) sent no heartbeat for {now - beat.seen_at:.1f} s"
+            elif beat is None and now - sent_at > overdue_s:
+                why = f"no word of it for {now - sent_at:.1f} s"
+            else:
+                continue
+            self._beats.pop(chunk_id, None)
+            root = chunk_id.split("@")[0]
+            self._takeovers[root] = self._takeovers.get(root, 0) + 1
+            if self._takeovers[root] > self.options.max_retries:
+                log.error("chunk %s: %s, again; giving it up", chunk_id, why)
+                del self._sent[chunk_id]
+                self._ready.append(lost_chunk(chunk, self.space, "TimeoutError", why))
+            else:
+                log.warning("chunk %s: %s; sending it again", chunk_id, why)
+                self.submit(chunk)
 
     def close(self) -> None:
         self._closing = True

@@ -8,8 +8,11 @@ task is named after its chunk, so the dashboard's task view reads as the sweep d
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,15 +31,17 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 from ray.util.metrics import Counter
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ttg_ray.backends import ray_session
-from ttg_ray.backends.base import Backend, BackendOptions
+from ttg_ray.backends.base import Backend, BackendOptions, RunningChunk
+from ttg_ray.backends.limits import MB, rss_mb
 from ttg_ray.config import RayConfig, WorkerContext
 from ttg_ray.core.chunks import Chunk
-from ttg_ray.core.execute import lost_chunk, run_chunk
+from ttg_ray.core.execute import Progress, cut_short, lost_chunk, run_chunk
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
-from ttg_ray.errors import InvalidFunction, TtgError
+from ttg_ray.errors import InvalidFunction, TtgError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +98,170 @@ def _count(run_id: str, ok: int, failed: int) -> None:
         counter.inc(failed, tags={"run_id": run_id, "outcome": "failed"})
 
 
+BEAT_S = 1.0  # how often a running chunk reports where it is
+WATCH_TICK_S = 0.05  # how often a chunk's watchdog checks its limits
+KILL_WAIT_S = 300.0  # a stopped chunk's worker waits this long for the driver to kill it
+
+
+@dataclass(frozen=True)
+class _Limits:
+    timeout_s: float | None = None
+    max_memory_mb: float | None = None
+
+
+@ray.remote(num_cpus=0)
+class _Watch:
+    """The driver's mailbox for its running chunks: where each is (heartbeats), and the
+    results of those whose watchdog stopped them at a limit."""
+
+    def __init__(self):
+        self._beats: dict[str, dict] = {}
+        self._stopped: list[ChunkResult] = []
+
+    def beat(self, chunk_id: str, beat: dict) -> None:
+        self._beats[chunk_id] = beat
+
+    def stopped(self, result: ChunkResult) -> bool:
+        self._stopped.append(result)
+        return True
+
+    def take(self) -> tuple[dict[str, dict], list[ChunkResult]]:
+        beats, stopped = self._beats, self._stopped
+        self._beats, self._stopped = {}, []
+        return beats, stopped
+
+
+class _Watchdog:
+    """A thread beside a chunk task: reports where the chunk is every BEAT_S, and when a
+    parameter runs past timeout_s or the worker past max_memory_mb, hands the driver the
+    chunk's finished part (see cut_short) for it to kill this worker. A thread cannot
+    be stopped in Python; the worker process can."""
+
+    def __init__(self, watch, chunk: Chunk, space: Space, limits: _Limits, worker: str):
+        self.watch, self.chunk, self.space, self.limits = watch, chunk, space, limits
+        self.worker = worker
+        self.progress = Progress()
+        self.main_thread = threading.get_ident()
+        self.stopped = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="ttg-watchdog")
+
+    def __enter__(self) -> _Watchdog:
+        self._beat()  # at once, so a worker stopped from now on is noticed
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self.stopped:
+            # The driver has this chunk's result and is killing this worker, which must
+            # not run anything else: wait for it here.
+            time.sleep(KILL_WAIT_S)
+
+    def _loop(self) -> None:
+        limited = self.limits.timeout_s is not None or self.limits.max_memory_mb is not None
+        tick_s = WATCH_TICK_S if limited else BEAT_S
+        next_beat = time.monotonic() + BEAT_S
+        while not self._done.wait(tick_s):
+            stop = self._over_limit()
+            if stop is not None:
+                self._stop(*stop)
+                return
+            if time.monotonic() >= next_beat:
+                self._beat()
+                next_beat = time.monotonic() + BEAT_S
+
+    def _over_limit(self) -> tuple[str, str] | None:
+        timeout_s, max_mb = self.limits.timeout_s, self.limits.max_memory_mb
+        started = self.progress.param_started
+        if timeout_s is not None and started is not None:
+            ran_s = time.monotonic() - started
+            if ran_s > timeout_s:
+                return "TimeoutError", f"parameter ran past timeout_s={timeout_s:g} s; stopped"
+        if max_mb is not None:
+            rss = rss_mb()
+            if rss is not None and rss > max_mb:
+                return "MemoryError", (
+                    f"worker grew to {rss:.0f} MB, over max_memory_mb={max_mb:g}; stopped"
+                )
+        return None
+
+    def _stop(self, kind: str, message: str) -> None:
+        p = self.progress
+        done = p.position
+        result = cut_short(
+            self.chunk,
+            self.space,
+            done,
+            p.values,
+            p.failures,
+            (kind, message),
+            node=_here(),
+            worker=self.worker,
+        )
+        log.warning("chunk %s: %s", self.chunk.chunk_id, message)
+        self.stopped = True
+        ray.get(self.watch.stopped.remote(result), timeout=30)
+        if kind == "MemoryError":
+            self._hold_memory()
+
+    def _hold_memory(self) -> None:
+        """Until the driver kills this worker: raise MemoryError in the chunk's thread
+        (it ends a runaway Python loop, and the worker stays quick to kill), and should
+        it grow on regardless (inside C code), freeze the process (SIGSTOP; SIGKILL
+        still ends it, only later)."""
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self.main_thread), ctypes.py_object(MemoryError)
+        )
+        ceiling_mb = 1.25 * self.limits.max_memory_mb
+        deadline = time.monotonic() + KILL_WAIT_S
+        while time.monotonic() < deadline:
+            rss = rss_mb()
+            if rss is not None and rss > ceiling_mb:
+                os.kill(os.getpid(), signal.SIGSTOP)
+            time.sleep(WATCH_TICK_S)
+
+    def _beat(self) -> None:
+        p = self.progress
+        now = time.monotonic()
+        position = p.position
+        started = p.param_started
+        index = None
+        if started is not None and position < self.chunk.size:
+            indices = self.chunk.indices
+            index = self.chunk.lo + position if indices is None else indices[position]
+        self.watch.beat.remote(
+            self.chunk.chunk_id,
+            {
+                "worker": f"{_here()} {self.worker}",
+                "index": index,
+                "param": None if index is None else self.space[index],
+                "chunk_s": now - p.chunk_started,
+                "param_s": 0.0 if started is None else now - started,
+            },
+        )
+
+
 @ray.remote
 def _chunk_task(
-    fn: Callable[[Any], Any], space: Space, chunk: Chunk, encode_values: bool = False
+    fn: Callable[[Any], Any],
+    space: Space,
+    chunk: Chunk,
+    watch: Any,
+    limits: _Limits,
+    encode_values: bool = False,
 ) -> ChunkResult:
-    result = run_chunk(
-        fn, space, chunk, node=_here(), worker=f"pid-{os.getpid()}", encode_values=encode_values
-    )
+    worker = f"pid-{os.getpid()}"
+    with _Watchdog(watch, chunk, space, limits, worker) as dog:
+        result = run_chunk(
+            fn,
+            space,
+            chunk,
+            node=_here(),
+            worker=worker,
+            encode_values=encode_values,
+            progress=dog.progress,
+        )
     _count(chunk.run_id, result.size - len(result.failures), len(result.failures))
     return result
 
@@ -130,6 +292,13 @@ class RayBackend(Backend):
     def __init__(self, options: RayOptions):
         super().__init__(options)
         self._pending: dict[ray.ObjectRef, Chunk] = {}
+        self._refs: dict[str, ray.ObjectRef] = {}  # chunk id -> its pending task
+        self._beats: dict[str, RunningChunk] = {}
+        self._takeovers: dict[str, int] = {}  # planned chunk id -> silent workers replaced
+        self._ready: list[ChunkResult] = []
+        self._last_take = 0.0
+        self._watch = None
+        self._limits = _Limits(options.timeout_s, options.max_memory_mb)
         self._capacity = 1
         self._run_id = ""
         self._requested: int | None = None  # CPUs asked of the autoscaler
@@ -162,6 +331,8 @@ class RayBackend(Backend):
         self._capacity = self._cluster_cpus()
         self._read_at = time.monotonic()
         self._nodes = self._alive_nodes()
+        self._check_memory_limit()
+        self._watch = self._new_watch()
         # Starting the worker processes is start-up cost, not sweep time.
         # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
         cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -173,6 +344,25 @@ class RayBackend(Backend):
         # At least 1: with no worker yet (an autoscaling cluster at zero), one chunk is
         # what makes the demand that the autoscaler sees.
         return max(1, int(ray.cluster_resources().get("CPU", 0)))
+
+    def _new_watch(self):
+        """The watch actor, on the driver's node: it goes only when the driver does."""
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        return _Watch.options(scheduling_strategy=here).remote()
+
+    def _check_memory_limit(self) -> None:
+        """Ray schedules by the ``memory`` each task asks for; one that no node has would
+        wait forever, so refuse it now."""
+        if self.options.max_memory_mb is None:
+            return
+        largest = max(
+            (n["Resources"].get("memory", 0) for n in ray.nodes() if n["Alive"]), default=0
+        )
+        if self.options.max_memory_mb * MB > largest:
+            raise UsageError(
+                f"max_memory_mb={self.options.max_memory_mb:g} is more than any Ray node offers "
+                f"({largest / MB:.0f} MB); give a smaller --max-memory-mb"
+            )
 
     @property
     def capacity(self) -> int:
@@ -241,27 +431,88 @@ class RayBackend(Backend):
         }
         if self.options.spread:
             options["scheduling_strategy"] = "SPREAD"
+        if self.options.max_memory_mb is not None:
+            options["memory"] = int(self.options.max_memory_mb * MB)
         ref = _chunk_task.options(**options).remote(
-            self._fn, self._space_ref, chunk, self.options.encode_values
+            self._fn, self._space_ref, chunk, self._watch, self._limits, self.options.encode_values
         )
         self._pending[ref] = chunk
+        self._refs[chunk.chunk_id] = ref
         self._sent_at[ref] = time.monotonic()
 
     def poll(self, timeout_s: float) -> list[ChunkResult]:
         self._resend_stuck()
+        self._take_reports()
+        if self._ready:
+            ready, self._ready = self._ready, []
+            return ready
         if not self._pending:
             time.sleep(timeout_s)
             return []
         refs = list(self._pending)
-        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=min(timeout_s, 0.25))
         if not ready:
             return []
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         return [self._collect(ref) for ref in ready]
 
+    def running(self) -> list[RunningChunk]:
+        now = time.monotonic()
+        return [beat.aged(now) for beat in self._beats.values()]
+
+    def _take_reports(self) -> None:
+        """Read the watch mailbox: heartbeats, and chunks a watchdog stopped at a limit,
+        whose workers are killed here; with timeout_s, a chunk whose worker went silent
+        (stopped, or stuck holding the interpreter) is taken over as well."""
+        now = time.monotonic()
+        if self._watch is None or now - self._last_take < 0.2:
+            return
+        self._last_take = now
+        try:
+            beats, stopped = ray.get(self._watch.take.remote(), timeout=30)
+        except RayError as err:
+            # Chunks already running report to the lost actor: their limits fall back
+            # to the silence rule, and new chunks report to a new one.
+            log.warning("lost the watch actor (%s); starting another", err)
+            self._watch = self._new_watch()
+            return
+        for chunk_id, beat in beats.items():
+            if chunk_id in self._refs:
+                self._beats[chunk_id] = RunningChunk(chunk_id, seen_at=now, **beat)
+        for result in stopped:
+            if result.chunk_id in self._refs:
+                self._kill(result.chunk_id)
+                self._ready.append(result)
+        if self.options.timeout_s is not None:
+            self._take_over_silent(now)
+
+    def _take_over_silent(self, now: float) -> None:
+        silent_s = self.options.timeout_s + 2 * BEAT_S
+        for chunk_id, beat in list(self._beats.items()):
+            if now - beat.seen_at <= silent_s:
+                continue
+            chunk = self._kill(chunk_id)
+            root = chunk_id.split("@")[0]
+            self._takeovers[root] = self._takeovers.get(root, 0) + 1
+            reason = f"its worker sent no heartbeat for {now - beat.seen_at:.1f} s"
+            log.warning("chunk %s: %s; taking it over", chunk_id, reason)
+            if self._takeovers[root] > self.options.max_retries:
+                self._ready.append(lost_chunk(chunk, self._space, "TimeoutError", reason))
+            else:  # nothing of it is known to be done: it runs again, whole
+                self._ready.append(cut_short(chunk, self._space, 0, [], [], worker=beat.worker))
+
+    def _kill(self, chunk_id: str) -> Chunk:
+        """Forget the chunk's task and kill the worker running it (not retried)."""
+        ref = self._refs.pop(chunk_id)
+        self._beats.pop(chunk_id, None)
+        ray.cancel(ref, force=True)
+        return self._pending.pop(ref)
+
     def _collect(self, ref: ray.ObjectRef) -> ChunkResult:
         chunk = self._pending.pop(ref)
         self._sent_at.pop(ref, None)
+        self._refs.pop(chunk.chunk_id, None)
+        self._beats.pop(chunk.chunk_id, None)
         try:
             return ray.get(ref)
         except _SYSTEM_FAILURES as err:
@@ -294,3 +545,8 @@ class RayBackend(Backend):
             for ref in pending:
                 with contextlib.suppress(RayError, ValueError):
                     ray.cancel(ref)
+        self._refs.clear()
+        if self._watch is not None and ray.is_initialized():
+            with contextlib.suppress(RayError, ValueError):
+                ray.kill(self._watch)
+        self._watch = None

@@ -8,6 +8,7 @@ one snapshot (``--json`` as JSON) and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from ttg_ray.config import BrokerConfig, mask_url
 from ttg_ray.queues.base import QueueAdapter, QueueStats, open_adapter
 
 CLEAR = "\x1b[H\x1b[2J"
+STALL_S = 30.0  # a parameter running this long is marked in the running rows
 
 
 @dataclass
@@ -75,11 +77,39 @@ def render(title: str, stats: QueueStats, rates: Rates) -> str:
     ]
     if stats.acked is not None:
         rows.insert(5, ("acked", stats.acked))
+    rows += _running_rows(stats.running)
     return "\n".join([title, *(f"  {name:<13}{value}" for name, value in rows)])
 
 
+def _running_rows(running: list[dict], show: int = 5) -> list[tuple[str, str]]:
+    """The longest-running chunks, with the parameter each is on: a chunk stuck on one
+    parameter shows here (marked STALLED past STALL_S) before any timeout."""
+    longest = sorted(running, key=lambda beat: -beat.get("chunk_s", 0.0))[:show]
+    rows = []
+    for beat in longest:
+        mark = "STALLED " if beat.get("param_s", 0.0) > STALL_S else ""
+        where = (
+            f"parameter {beat['index']} ({beat.get('param')!r:.40}) for {beat['param_s']:.0f} s"
+            if beat.get("index") is not None
+            else "between parameters"
+        )
+        rows.append(
+            (
+                "running",
+                f"{mark}{beat['chunk_id']} {beat['chunk_s']:.0f} s, on {where}, {beat['worker']}",
+            )
+        )
+    return rows
+
+
 def snapshot(queue: QueueAdapter, run_id: str | None) -> QueueStats:
-    return queue.depth(run_id)
+    stats = queue.depth(run_id)
+    for body in queue.running():
+        with contextlib.suppress(ValueError, TypeError):
+            beat = json.loads(body)["running"]
+            if isinstance(beat, dict):
+                stats.running.append(beat)
+    return stats
 
 
 def watch(queue: QueueAdapter, run_id: str | None, title: str, interval_s: float) -> None:

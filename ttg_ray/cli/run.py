@@ -141,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="runs again of a parameter that raised, or of a chunk whose worker died (default: 3)",
     )
+    run.add_argument(
+        "--timeout-s",
+        type=number(0.001),
+        metavar="S",
+        help="a parameter running longer fails with TimeoutError (its worker is replaced)",
+    )
+    run.add_argument(
+        "--max-memory-mb",
+        type=number(1),
+        metavar="MB",
+        help="a worker growing past this fails its parameter with MemoryError",
+    )
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (or RAY_ADDRESS)")
     run.add_argument("--spread", action="store_true", help="Ray: spread chunks across nodes")
     run.add_argument(
@@ -370,6 +382,8 @@ def _run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         workers=args.workers,
         max_retries=args.max_retries,
+        timeout_s=args.timeout_s,
+        max_memory_mb=args.max_memory_mb,
         output=args.output,
         resume=args.resume,
         on_error="record",  # every parameter runs; failures are listed and exit 1

@@ -25,23 +25,44 @@ VERSION = 1
 # Below RabbitMQ 4's default max message size (16 MiB). A result over it comes back as
 # a lost chunk and is split; a task over it is refused at the driver.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# What a worker accepts, so that no message can make it run (or hold) without bound:
+# the largest chunk the driver ever sends, and generous sizes for the rest.
+MAX_CHUNK_PARAMS = 100_000
+MAX_KWARGS_BYTES = 1024 * 1024
+MAX_ID_CHARS = 200
 _REQUIRED = {"v", "run_id", "chunk_id", "lo", "hi", "attempt", "space", "fn", "kwargs"}
-_OPTIONAL = {"indices"}
+_OPTIONAL = {"indices", "timeout_s", "max_memory_mb"}
 
 
 @dataclass(frozen=True)
 class TaskMessage:
-    """One chunk to run: which indices, of which space, through which function."""
+    """One chunk to run: which indices, of which space, through which function, and
+    the run's limits (None: the worker's own)."""
 
     chunk: Chunk
     space: Space
     fn: FunctionRef
+    timeout_s: float | None = None
+    max_memory_mb: float | None = None
 
     def encode(self) -> bytes:
-        return encode_task(self.chunk, self.space, self.fn)
+        return encode_task(
+            self.chunk,
+            self.space,
+            self.fn,
+            timeout_s=self.timeout_s,
+            max_memory_mb=self.max_memory_mb,
+        )
 
 
-def encode_task(chunk: Chunk, space: Space, fn: FunctionRef) -> bytes:
+def encode_task(
+    chunk: Chunk,
+    space: Space,
+    fn: FunctionRef,
+    *,
+    timeout_s: float | None = None,
+    max_memory_mb: float | None = None,
+) -> bytes:
     """The JSON body of a task message; a list space ships only the chunk's window."""
     body: dict[str, Any] = {
         "v": VERSION,
@@ -56,6 +77,9 @@ def encode_task(chunk: Chunk, space: Space, fn: FunctionRef) -> bytes:
     }
     if chunk.indices is not None:
         body["indices"] = list(chunk.indices)
+    for key, limit in (("timeout_s", timeout_s), ("max_memory_mb", max_memory_mb)):
+        if limit is not None:
+            body[key] = limit
     try:
         data = _dumps(body)
     except Unencodable as err:
@@ -71,8 +95,10 @@ def encode_task(chunk: Chunk, space: Space, fn: FunctionRef) -> bytes:
     return data
 
 
-def decode_task(body: bytes | str) -> TaskMessage:
-    """Parse and validate a task message; BadMessage says exactly what is wrong."""
+def decode_task(body: bytes | str, *, max_chunk_params: int = MAX_CHUNK_PARAMS) -> TaskMessage:
+    """Parse and validate a task message; BadMessage says exactly what is wrong. A chunk
+    of more than ``max_chunk_params`` parameters, kwargs over MAX_KWARGS_BYTES or
+    indices outside the space are refused before anything is built from them."""
     data = _loads(body)
     missing = _REQUIRED - data.keys()
     if missing:
@@ -88,18 +114,33 @@ def decode_task(body: bytes | str) -> TaskMessage:
         raise BadMessage(f"task message has an invalid range lo={lo} hi={hi}")
     if attempt < 1:
         raise BadMessage(f"task message has attempt {attempt}; it must be >= 1")
+    if hi - lo > max_chunk_params:
+        raise BadMessage(
+            f"task message chunk {lo}..{hi} has {hi - lo:,} parameters, over this worker's "
+            f"limit of {max_chunk_params:,} (--max-chunk-params)"
+        )
+    if len(run_id) > MAX_ID_CHARS or len(chunk_id) > MAX_ID_CHARS:
+        raise BadMessage(f"task message run_id or chunk_id is over {MAX_ID_CHARS} characters")
     indices = _indices(data.get("indices"), lo, hi)
     if not isinstance(data["kwargs"], dict):
         raise BadMessage("task message field kwargs must be an object")
+    if len(_dumps(data["kwargs"])) > MAX_KWARGS_BYTES:
+        raise BadMessage(f"task message kwargs are over {MAX_KWARGS_BYTES:,} bytes")
+    timeout_s = _limit(data, "timeout_s")
+    max_memory_mb = _limit(data, "max_memory_mb")
     try:
         fn = FunctionRef.parse(_text(data, "fn"), codec.decode(data["kwargs"]))
         space = space_from_spec(codec.decode(data["space"]))
     except (InvalidFunction, InvalidSpace, Unencodable) as err:
         raise BadMessage(f"task message: {err}") from err
-    if hi > len(space):
-        raise BadMessage(f"task message range {lo}..{hi} exceeds its space of {len(space)}")
+    try:
+        size = len(space)
+    except OverflowError:  # a range or grid too large for len(): not one the driver sends
+        raise BadMessage("task message space is too large") from None
+    if hi > size:
+        raise BadMessage(f"task message range {lo}..{hi} exceeds its space of {size}")
     chunk = Chunk(run_id, chunk_id, lo, hi, indices, attempt)
-    return TaskMessage(chunk=chunk, space=space, fn=fn)
+    return TaskMessage(chunk, space, fn, timeout_s, max_memory_mb)
 
 
 def encode_result(result: ChunkResult) -> bytes:
@@ -130,9 +171,28 @@ def encode_reply(result: ChunkResult, message: TaskMessage) -> bytes:
     return body
 
 
+def encode_beat(beat: dict[str, Any]) -> bytes:
+    """A heartbeat of a running chunk, sent on the result channel: ``{"v": 1,
+    "running": {"chunk_id", "worker", "index", "param", "chunk_s", "param_s"}}``."""
+    return _dumps({"v": VERSION, "running": beat})
+
+
+def decode_reply(body: bytes | str) -> ChunkResult | dict[str, Any]:
+    """What a worker sent on the result channel: a result, or a heartbeat (a dict)."""
+    data = _loads(body, limit=None)  # from our own workers, which cap what they send
+    _check_version(data)
+    if set(data) == {"v", "running"} and isinstance(data["running"], dict):
+        return data["running"]
+    return _result_of(data)
+
+
 def decode_result(body: bytes | str) -> ChunkResult:
     data = _loads(body, limit=None)  # from our own workers, which cap what they send
     _check_version(data)
+    return _result_of(data)
+
+
+def _result_of(data: dict) -> ChunkResult:
     if set(data) != {"v", "result"} or not isinstance(data["result"], dict):
         raise BadMessage("result message must be {'v': 1, 'result': {...}}")
     try:
@@ -174,6 +234,15 @@ def _int(data: dict, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadMessage(f"task message field {key} must be an integer, got {value!r:.40}")
     return value
+
+
+def _limit(data: dict, key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise BadMessage(f"task message field {key} must be a number > 0, got {value!r:.40}")
+    return float(value)
 
 
 def _indices(value: Any, lo: int, hi: int) -> tuple[int, ...] | None:

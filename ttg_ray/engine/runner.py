@@ -18,11 +18,13 @@ from typing import Any
 from ttg_ray.backends.base import Backend
 from ttg_ray.core.chunks import Chunk, ChunkPlanner
 from ttg_ray.core.events import lifecycle
+from ttg_ray.core.execute import rest_of
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary, ValueStats
 from ttg_ray.engine.resume import Store
+from ttg_ray.engine.stalls import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ class Runner:
         self._retries: list[tuple[float, int, Chunk]] = []  # heap of (due, seq, chunk)
         self._seq = 0
         self._last_progress_log = 0.0
+        self.stalls = StallWatch()
+        self._last_stall_check = 0.0
 
     def batches(self) -> Generator[Batch, None, None]:
         """Run the sweep, yielding each chunk's newly final results. The backend is open
@@ -133,6 +137,7 @@ class Runner:
                     self._record(batch)
                     yield batch
             self._report_progress()
+            self._report_stalls(planner)
         self.summary.duration_s = time.monotonic() - started
         lifecycle(
             log,
@@ -191,7 +196,11 @@ class Runner:
         if result.lost:
             planner.lost(chunk.chunk_id)
             return self._handle_lost(chunk, result)
-        if result.attempt == 1:
+        rest = rest_of(chunk, result)
+        if rest:
+            planner.lost(chunk.chunk_id)  # its timing says nothing about its peers
+            self._continue(chunk, rest)
+        elif result.attempt == 1:
             planner.observe(chunk.chunk_id, result.size, result.compute_s)
         fast = not result.failures and result.indices is None
         if fast and not self.ledger.overlaps(result.lo, result.hi):
@@ -227,6 +236,21 @@ class Runner:
                 self.retry.max_retries + 1,
             )
         return Batch(indices, values, final)
+
+    def _continue(self, chunk: Chunk, rest: list[int]) -> None:
+        """A chunk whose worker was stopped part way (a parameter past its time or memory
+        limit, a worker that stopped answering or was told to stop) came back with what
+        it finished; the rest runs now as a chunk of its own, nothing done twice."""
+        follow = chunk.with_indices(rest, chunk.attempt, f"@{rest[0]}")
+        log.info(
+            "chunk %s stopped after %d of %d parameters; the other %d run as chunk %s",
+            chunk.chunk_id,
+            chunk.size - len(rest),
+            chunk.size,
+            len(rest),
+            follow.chunk_id,
+        )
+        self._schedule(follow, 0.0)
 
     def _handle_lost(self, chunk: Chunk, result: ChunkResult) -> Batch | None:
         """A chunk whose worker died every time: split it until the parameter that kills
@@ -267,6 +291,21 @@ class Runner:
         else:
             params = (self.space[i] for i in batch.indices)
         return list(zip(batch.indices, params, batch.values))
+
+    def _report_stalls(self, planner: ChunkPlanner) -> None:
+        now = time.monotonic()
+        if now - self._last_stall_check < 1.0:
+            return
+        self._last_stall_check = now
+
+        def expected_s(chunk_id: str) -> float | None:
+            chunk = self._inflight.get(chunk_id)
+            if chunk is None or planner.per_param_s is None:
+                return None
+            return planner.per_param_s * chunk.size
+
+        for chunk in self.stalls.check(self.backend.running(), expected_s):
+            log.warning("stalled: %s", StallWatch.describe(chunk, expected_s(chunk.chunk_id)))
 
     def _report_progress(self) -> None:
         done = len(self.ledger)

@@ -55,6 +55,7 @@ class QueueStats:
     consumers: int = 0
     results_waiting: int = 0
     acked: int | None = None  # chunks acked in this namespace, when the broker counts
+    running: list[dict] = field(default_factory=list)  # heartbeats, where the broker keeps them
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -93,6 +94,15 @@ class TaskQueue(ABC):
     @abstractmethod
     def touch(self, deliveries: list[Delivery]) -> None:
         """Keep a long-running consumer's claim alive (and its connection serviced)."""
+
+    def note_running(self, consumer: str, beat: bytes | None) -> None:
+        """Record where ``consumer``'s chunk is (a heartbeat; None: it has none now), for
+        monitors. Brokers with no place for it (RabbitMQ) keep nothing."""
+        return None
+
+    def running(self) -> list[bytes]:
+        """The heartbeats note_running recorded, of consumers heard from lately."""
+        return []
 
 
 class ResultChannel(ABC):

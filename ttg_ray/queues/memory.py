@@ -31,6 +31,7 @@ class _Namespace:
     pending: dict = field(default_factory=dict)  # id -> _Pending
     retry: list = field(default_factory=list)  # (due, id, body)
     dlq: list = field(default_factory=list)  # (body, reason)
+    running: dict = field(default_factory=dict)  # consumer -> heartbeat
 
 
 class _Hub:
@@ -127,6 +128,17 @@ class MemoryAdapter(QueueAdapter):
             for delivery in deliveries:
                 if delivery.id in self._ns.pending:
                     self._ns.pending[delivery.id].since = time.monotonic()
+
+    def note_running(self, consumer: str, beat: bytes | None) -> None:
+        with self._hub.cond:
+            if beat is None:
+                self._ns.running.pop(consumer, None)
+            else:
+                self._ns.running[consumer] = beat
+
+    def running(self) -> list[bytes]:
+        with self._hub.cond:
+            return list(self._ns.running.values())
 
     def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
         with self._hub.cond:

@@ -26,6 +26,7 @@ GROUP = "ttg-workers"
 DLQ_MAXLEN = 10_000
 KEY_TTL_S = 86_400  # results nobody collects, and a killed run's keys, expire
 _MAX_BLOCK_S = 2.0
+RUNNING_FRESH_S = 10.0
 
 # Move due delayed retries back into the task stream, atomically.
 _PROMOTE = """
@@ -49,6 +50,7 @@ class RedisStreamsAdapter(QueueAdapter):
         self.retry_key = f"ttg:retry{suffix}"
         self.dlq_key = f"ttg:dlq{suffix}"
         self.acked_key = f"ttg:acked{suffix}"
+        self.running_key = f"ttg:running{suffix}"
         self._last_reclaim = 0.0
         self._last_promote = 0.0
         if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -255,6 +257,27 @@ class RedisStreamsAdapter(QueueAdapter):
                 justid=True,
             )
 
+    def note_running(self, consumer: str, beat: bytes | None) -> None:
+        with self._guard():
+            if beat is None:
+                self._redis.hdel(self.running_key, consumer)
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(self.running_key, consumer, f"{time.time()}\n".encode() + beat)
+            pipe.expire(self.running_key, KEY_TTL_S)
+            pipe.execute()
+
+    def running(self) -> list[bytes]:
+        with self._guard():
+            entries = self._redis.hgetall(self.running_key)
+        fresh_after = time.time() - RUNNING_FRESH_S  # a killed worker's last beat fades
+        out = []
+        for raw in entries.values():
+            stamp, _, beat = raw.partition(b"\n")
+            if float(stamp) > fresh_after:
+                out.append(beat)
+        return out
+
     def dead_letters(self, limit: int = 100) -> list[tuple[bytes, str]]:
         with self._guard():
             entries = self._redis.xrange(self.dlq_key, count=limit)
@@ -312,7 +335,8 @@ class RedisStreamsAdapter(QueueAdapter):
         )
 
     def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
-        keys = [self.tasks_key, self.retry_key, self.dlq_key, self.acked_key] if queues else []
+        keys = [self.tasks_key, self.retry_key, self.dlq_key, self.acked_key, self.running_key]
+        keys = keys if queues else []
         if run_id:
             keys.append(self.results_key(run_id))
         if not keys:
