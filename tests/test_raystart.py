@@ -59,7 +59,7 @@ def test_head_keeps_its_zero_cpus_and_dashboard_host():
     assert pod.start_params["dashboard-host"] == "0.0.0.0"
     assert pod.command.startswith("ulimit -n 65536; ray start --head ")
     assert pod.env["RAY_ADDRESS"] == "127.0.0.1:6379"
-    assert (pod.readiness_path, pod.readiness_port) == ("/api/gcs_healthz", 8265)
+    assert (pod.readiness_path, pod.readiness_port) == ("/api/healthz", 52365)
 
 
 def test_env_has_the_token_the_downward_api_and_kuberay_variables():

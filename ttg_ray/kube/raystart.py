@@ -17,6 +17,7 @@ DEFAULT_GCS_PORT = 6379
 DEFAULT_DASHBOARD_PORT = 8265
 METRICS_PORT = 8080
 AGENT_LISTEN_PORT = 52365
+KUBERAY_HEALTH_PATH = "/api/healthz"
 OBJECT_STORE_SHARE = 0.3  # what Ray takes for the object store from a pod's memory limit
 
 _SUFFIXES = {
@@ -152,7 +153,12 @@ def pod_start(
     if auth.get("mode") == "token":
         env["RAY_AUTH_MODE"] = "token"
         env["RAY_AUTH_TOKEN"] = secrets[auth["secretName"]]["auth_token"]
-    probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
+    # With no probe of the container's own, KubeRay (>= 1.5 for Ray >= 2.53) injects one:
+    # GET /api/healthz on the dashboard agent's port, which checks the raylet and the GCS.
+    probe = (container.get("readinessProbe") or {}).get("httpGet") or {
+        "path": KUBERAY_HEALTH_PATH,
+        "port": params["dashboard-agent-listen-port"],
+    }
     return PodStart(
         group=group.get("groupName", "headgroup"),
         pod_name=pod["metadata.name"],
@@ -190,8 +196,8 @@ def not_honoured(cluster: Mapping) -> list[str]:
             notes.append(f"{label}: resources {c['resources']} only sized `ray start`; no cgroup")
         if c.get("securityContext") or pod_spec.get("securityContext"):
             notes.append(f"{label}: securityContext (non-root, read-only root) not applied")
-        if c.get("livenessProbe"):
-            notes.append(f"{label}: livenessProbe not run (a dead host is not restarted)")
+        # KubeRay injects a livenessProbe when the container has none (120 x 5 s).
+        notes.append(f"{label}: livenessProbe not run (a dead host is not restarted)")
         if pod_spec.get("volumes"):
             notes.append(f"{label}: volumes are a temp dir per host; /dev/shm is shared")
         if pod_spec.get("topologySpreadConstraints"):
