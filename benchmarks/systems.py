@@ -49,6 +49,7 @@ class Timing:
     startup_s: float
     sweep_s: float
     checksum: float | int
+    ended_at: float = 0.0  # time.perf_counter() at the last result, before any shutdown
 
     @property
     def rate(self) -> float:
@@ -158,15 +159,27 @@ def ttg_ray_backend(backend: str, **options: Any) -> System:
 
     def run(job: Job) -> Timing:
         extra = {"include_dashboard": False} if backend == "ray" else {}
-        result = ttg_ray.compute(
+        sweep = ttg_ray.stream(
             job.fn, job.params, backend=backend, workers=job.workers, **extra, **options
         )
-        s = result.summary
+        values: list[Any] = [None] * job.n
+        ended_at = 0.0
+        for batch in sweep.batches():
+            at = batch.indices
+            if isinstance(at, range) and at.step == 1:
+                values[at.start : at.stop] = batch.values
+            else:
+                for i, value in zip(at, batch.values):
+                    values[i] = value
+            ended_at = time.perf_counter()
+        s = sweep.summary
         if s.processed != job.n or s.failed:
-            first = result.failures[0] if result.failures else None
+            first = sweep.failures[0] if sweep.failures else None
             why = f": {first.type}: {first.message}" if first else ""
             raise RuntimeError(f"{s.processed} of {job.n} processed, {s.failed} failed{why}")
-        return Timing(f"ttg_ray {backend}", job.n, s.startup_s, s.duration_s, digest(result.values))
+        return Timing(
+            f"ttg_ray {backend}", job.n, s.startup_s, s.duration_s, digest(values), ended_at
+        )
 
     return run
 
@@ -193,10 +206,12 @@ def plain_ray_tasks(per_task: int | None = 100) -> System:
             fn = ray.put(job.fn)
             refs = [batch.remote(fn, part) for part in _chunks(job.params, size)]
             values = [v for part in ray.get(refs) for v in part]
-            sweep_s = time.perf_counter() - started
+            ended_at = time.perf_counter()
         finally:
             ray.shutdown()
-        return Timing("plain Ray tasks", job.n, started - t0, sweep_s, digest(values))
+        return Timing(
+            "plain Ray tasks", job.n, started - t0, ended_at - started, digest(values), ended_at
+        )
 
     return run
 
