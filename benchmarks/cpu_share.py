@@ -43,6 +43,8 @@ def kind(proc: psutil.Process, driver: int) -> str:
     name = proc.name()
     if name.startswith("ray::") and "Agent" not in name:
         return "workers"  # ray::IDLE, ray::_chunk_task, ray::_run_list
+    if any("default_worker.py" in part for part in proc.cmdline()):
+        return "workers"  # a worker that has not set its title yet
     return "ray daemons"  # raylet, gcs_server, agents, log monitor
 
 
@@ -66,9 +68,9 @@ def _sample(driver: int, conn: Connection, interval_s: float) -> None:
         if now - scanned > 1.0:
             root = psutil.Process(driver)
             for proc in [root, *root.children(recursive=True)]:
-                if proc.pid != me and proc.pid not in procs:
+                if proc.pid != me:  # (re)classified: a worker renames itself once started
                     with contextlib.suppress(psutil.Error):
-                        procs[proc.pid] = (proc, kind(proc, driver))
+                        procs[proc.pid] = (procs.get(proc.pid, (proc,))[0], kind(proc, driver))
             scanned = now
         cpu = {}
         for pid, (proc, what) in list(procs.items()):

@@ -211,7 +211,8 @@ def targets(results: dict[str, WorkloadResult], points: list[ScalePoint]) -> str
 def _kind(name: str, usage: str) -> str:
     if name.startswith("ttg_ray"):
         return "ttg_ray"
-    return usage.split(":")[0] if ":" in usage else "default"
+    prefix = usage.split(":")[0]
+    return prefix if prefix in ("best", "naive", "reference") else "default"
 
 
 COLORS = {

@@ -82,15 +82,21 @@ def digest(values: Iterable[Any]) -> float | int:
     return total
 
 
-def chunk_size_ttg_picks(fn: Fn, params: range, workers: int) -> int:
-    """The chunk size ttg_ray's planner cuts once its first probe is back: the probe is timed
-    here as the planner would see it (the first ``probe_size`` parameters)."""
+def chunk_size_ttg_picks(fn: Fn, params: range, workers: int, budget_s: float = 1.0) -> int:
+    """The chunk size ttg_ray's planner cuts once its first probe is back: the probe (the
+    first ``probe_size`` parameters) is timed here as the planner would see it, stopping
+    after ``budget_s`` when the work is long (W6: 16 x 2 s), which gives the same per-
+    parameter time."""
     planner = ChunkPlanner("size", [(0, len(params))], workers=workers)
     probe = planner.next_chunk()
     started = time.perf_counter()
+    done = 0
     for i in probe.iter_indices():
         fn(params[i])
-    planner.observe(probe.chunk_id, probe.size, time.perf_counter() - started)
+        done += 1
+        if time.perf_counter() - started >= budget_s:
+            break
+    planner.observe(probe.chunk_id, done, time.perf_counter() - started)
     return planner.next_size()
 
 

@@ -93,7 +93,9 @@ def test_one_figure_per_family_with_the_machine_on_it(tmp_path):
         "ttg_ray ray": [Timing("t", 1000, 2.0, 6.0, 0)],
         "Dask client.map": [Timing("d", 1000, 1.0, 20.0, 0)],
     }
-    w = WorkloadResult("W1", "made up", 2, runs, usage={"Dask client.map": "naive: one a task"})
+    runs["multiprocessing.Pool.map"] = [Timing("p", 1000, 0.1, 3.0, 0)]
+    usage = {"Dask client.map": "naive: one a task", "multiprocessing.Pool.map": "default (x: y)"}
+    w = WorkloadResult("W1", "made up", 2, runs, usage=usage)
     points = [ScalePoint("ray", 10, [100.0], [50.0]), ScalePoint("ray", 100, [95.0], [52.0])]
     machine = Machine("testhost", "2026-01-02", 2, "3.11")
     pngs = report.plot({"W1": w}, points, startup_rows(), tmp_path / "x", machine)
