@@ -225,7 +225,7 @@ def measure(systems: list[str], repeat: int) -> tuple[list[StartupRow], list[str
                 continue
             print(f"  Startup round {round_ + 1}/{repeat}: {SYSTEMS[key][0]} ...", file=sys.stderr)
             try:
-                data = _in_fresh_process(key)
+                data = _in_fresh_process(key, attempts=2)
             except RuntimeError as err:
                 skipped.add(key)
                 notes.append(f"{SYSTEMS[key][0]} skipped in Startup: {err}")
@@ -239,15 +239,19 @@ def measure(systems: list[str], repeat: int) -> tuple[list[StartupRow], list[str
     return [r for r in rows.values() if r.cold_s], notes
 
 
-def _in_fresh_process(key: str) -> dict:
+def _in_fresh_process(key: str, attempts: int) -> dict:
+    """The child's numbers; tried again after a failure (on a crowded machine a local Ray
+    can miss its fixed 30 s start-up wait)."""
     cmd = [sys.executable, "-m", "benchmarks.startup", "--child", key]
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"cold_s"')]
-    if proc.returncode != 0 or not lines:
+    for attempt in range(attempts):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith('{"cold_s"')]
+        if proc.returncode == 0 and lines:
+            return json.loads(lines[-1])
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(tail)
-    return json.loads(lines[-1])
+        print(f"  attempt {attempt + 1} failed: {tail}", file=sys.stderr)
+    raise RuntimeError(tail)
 
 
 def main(argv: list[str] | None = None) -> int:
