@@ -22,15 +22,21 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import psutil
 
 from benchmarks.systems import (
     Job,
+    Timing,
     chunk_size_ttg_picks,
+    chunks_of,
     cpu_work,
+    digest,
+    local_ray,
     plain_ray_tasks,
+    run_list,
     ttg_ray_backend,
 )
 
@@ -42,7 +48,7 @@ def kind(proc: psutil.Process, driver: int) -> str:
         return "driver"
     name = proc.name()
     if name.startswith("ray::") and "Agent" not in name:
-        return "workers"  # ray::IDLE, ray::_chunk_task, ray::_run_list
+        return "workers"  # ray::IDLE, ray::_chunk_task, ray::run_list
     if any("default_worker.py" in part for part in proc.cmdline()):
         return "workers"  # a worker that has not set its title yet
     return "ray daemons"  # raylet, gcs_server, agents, log monitor
@@ -124,13 +130,44 @@ SYSTEMS = {
 }
 
 
+def warm_ray_tasks(per_task: int | None) -> Callable[[Job], Timing]:
+    """Plain Ray tasks on the Ray this process keeps up (``--warm``)."""
+
+    def run(job: Job) -> Timing:
+        import ray
+
+        batch = ray.remote(run_list)
+        started = time.perf_counter()
+        fn = ray.put(job.fn)
+        parts = chunks_of(job.params, per_task or job.chunk_size)
+        refs = [batch.remote(fn, part) for part in parts]
+        values = [v for part in ray.get(refs) for v in part]
+        ended_at = time.perf_counter()
+        return Timing("plain Ray tasks", job.n, 0.0, ended_at - started, digest(values), ended_at)
+
+    return run
+
+
+WARM = {
+    "ttg_ray ray": ttg_ray_backend("ray"),  # finds the Ray already up and leaves it up
+    "plain Ray tasks of 100": warm_ray_tasks(100),
+    "plain Ray tasks, chunked": warm_ray_tasks(None),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_share", description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--work-ms", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="one Ray for the whole run, started before the first sweep (no start-up overlap)",
+    )
     args = parser.parse_args(argv)
+    systems = WARM if args.warm else SYSTEMS
     fn = cpu_work(args.work_ms)
     chunk = chunk_size_ttg_picks(fn, range(args.n), args.workers)
     job = Job(fn, range(args.n), args.workers, chunk)
@@ -148,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---:|" + "---:|" * (len(head) + 1))
     rows: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
+    if args.warm:
+        # Forking the sampler after Ray is up is safe: the child only reads /proc.
+        _with_retries(lambda _job: local_ray(args.workers), job)
     for _ in range(args.repeat):
-        for name, system in SYSTEMS.items():
+        for name, system in systems.items():
             with Sampler() as sampler:
                 timing = _with_retries(system, job)
                 time.sleep(0.25)  # one more sample after the end

@@ -100,11 +100,11 @@ def chunk_size_ttg_picks(fn: Fn, params: range, workers: int, budget_s: float = 
     return planner.next_size()
 
 
-def _chunks(params: range, size: int) -> list[range]:
+def chunks_of(params: range, size: int) -> list[range]:
     return [params[lo : lo + size] for lo in range(0, len(params), size)]
 
 
-def _run_list(fn: Fn, params: Iterable[Any]) -> list[Any]:
+def run_list(fn: Fn, params: Iterable[Any]) -> list[Any]:
     return [fn(p) for p in params]
 
 
@@ -190,7 +190,7 @@ def ttg_ray_backend(backend: str, **options: Any) -> System:
     return run
 
 
-def _local_ray(workers: int) -> Any:
+def local_ray(workers: int) -> Any:
     import ray
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
@@ -204,13 +204,13 @@ def plain_ray_tasks(per_task: int | None = 100) -> System:
     def run(job: Job) -> Timing:
         size = per_task or job.chunk_size
         t0 = time.perf_counter()
-        ray = _local_ray(job.workers)
+        ray = local_ray(job.workers)
         try:
-            batch = ray.remote(_run_list)
+            batch = ray.remote(run_list)
             ray.get([batch.remote(abs, [1]) for _ in range(job.workers)])
             started = time.perf_counter()
             fn = ray.put(job.fn)
-            refs = [batch.remote(fn, part) for part in _chunks(job.params, size)]
+            refs = [batch.remote(fn, part) for part in chunks_of(job.params, size)]
             values = [v for part in ray.get(refs) for v in part]
             ended_at = time.perf_counter()
         finally:
@@ -230,7 +230,7 @@ def ray_pool(chunked: bool) -> System:
         from ray.util.multiprocessing import Pool
 
         t0 = time.perf_counter()
-        ray = _local_ray(job.workers)
+        ray = local_ray(job.workers)
         try:
             pool = Pool(processes=job.workers)
             pool.map(abs, range(job.workers))
@@ -275,8 +275,8 @@ def dask(usage: str) -> System:
             if usage == "map":
                 values = client.gather(client.map(job.fn, job.params))
             elif usage == "chunks":
-                parts = _chunks(job.params, job.chunk_size)
-                futures = client.map(_run_list, [job.fn] * len(parts), parts)
+                parts = chunks_of(job.params, job.chunk_size)
+                futures = client.map(run_list, [job.fn] * len(parts), parts)
                 values = [v for part in client.gather(futures) for v in part]
             else:
                 parts = math.ceil(job.n / job.chunk_size)
