@@ -179,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chunk {job.chunk_size}, ideal ~{ideal:,.0f} params/s, {cores} cores")
     head = ["driver", "workers", "ray daemons"]
     print(
-        "| system | x ideal | "
+        "| system | x ideal | sweep s | "
         + " | ".join(f"{k} CPU s / 1k params" for k in head)
         + " | other processes (cores busy) |"
     )
-    print("|---|---:|" + "---:|" * (len(head) + 1))
+    print("|---|---:|---:|" + "---:|" * (len(head) + 1))
     rows: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
     if args.warm:
         # Forking the sampler after Ray is up is safe: the child only reads /proc.
@@ -197,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             cost = {k: 1000 * v / job.n for k, v in cpu.items()}
             # the rest of the machine, as cores kept busy on average during the sweep
             cost["other processes"] = cpu["other processes"] / timing.sweep_s
+            cost["sweep s"] = timing.sweep_s
             rows[name].append((timing.rate / ideal, cost))
             print(_row(name, timing.rate / ideal, cost), flush=True)
     print("\nMedians:")
     for name, runs in rows.items():
-        med = {k: statistics.median(r[1][k] for r in runs) for k in KINDS}
+        med = {k: statistics.median(r[1][k] for r in runs) for k in (*KINDS, "sweep s")}
         print(_row(name, statistics.median(r[0] for r in runs), med))
     return 0
 
@@ -219,7 +220,8 @@ def _with_retries(system, job: Job, attempts: int = 3):
 
 
 def _row(name: str, ratio: float, cost: dict[str, float]) -> str:
-    return f"| {name} | {ratio:.2f} | " + " | ".join(f"{cost[k]:.3f}" for k in KINDS) + " |"
+    cells = " | ".join(f"{cost[k]:.3f}" for k in KINDS)
+    return f"| {name} | {ratio:.2f} | {cost['sweep s']:.1f} | {cells} |"
 
 
 if __name__ == "__main__":
