@@ -99,9 +99,13 @@ def _ray() -> Any:
     return ray
 
 
+def _one(i: int) -> Any:
+    return _fn()(i)
+
+
 def ray_tasks(on_first: OnFirst) -> None:
     ray = _ray()
-    task = ray.remote(_fn())
+    task = ray.remote(_one)  # a Ray task per parameter: ray.remote needs a function
     refs = [task.remote(i) for i in range(TINY)]
     ready, _ = ray.wait(refs, num_returns=1)
     ray.get(ready)
