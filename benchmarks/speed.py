@@ -19,7 +19,16 @@ import statistics
 import time
 
 from benchmarks.compare import driver_run
-from benchmarks.systems import Timing, plain_ray_tasks, pool_map, serial, ttg_ray_backend, work
+from benchmarks.systems import (
+    Job,
+    Timing,
+    chunk_size_ttg_picks,
+    plain_ray_tasks,
+    pool_map,
+    serial,
+    ttg_ray_backend,
+    work,
+)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the local clusters started here
 
@@ -36,9 +45,10 @@ def median_row(name: str, runs: list[Timing], reference: float | None) -> str:
 
 def run_workload(title, fn, n, workers, systems, repeat, reference_name, ceiling=None):
     runs: dict[str, list[Timing]] = {name: [] for name, _ in systems}
+    job = Job(fn, range(n), workers, chunk_size_ttg_picks(fn, range(n), workers))
     for _ in range(repeat):
         for name, system in systems:  # alternate: A B C A B C ...
-            timing = system(fn, n, workers)
+            timing = system(job)
             runs[name].append(timing)
     checks = {name: runs[name][0].checksum for name in runs}
     first = next(iter(checks.values()))
@@ -81,7 +91,7 @@ def main() -> None:
         ("serial loop", serial),
         ("multiprocessing.Pool.map", pool_map),
         ("ttg_ray ray", ttg_ray_backend("ray")),
-        ("plain Ray tasks of 100", plain_ray_tasks),
+        ("plain Ray tasks of 100", plain_ray_tasks()),
     ]
     print(
         run_workload(

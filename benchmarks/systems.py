@@ -1,24 +1,45 @@
 """The systems a benchmark compares, each timed the same way: start-up (cluster, pool,
-broker connection) apart, then from the first submission to the last result."""
+broker connection, worker processes) apart, then from the first submission to the last
+result. Each peer appears as a newcomer would use it (naive) and as its own documentation
+says to run many small tasks (best practice): same work, same workers."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import ttg_ray
 from ttg_ray import workloads
+from ttg_ray.core.chunks import ChunkPlanner
 
 # Local clusters started here run without Ray 2.60's token authentication.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 Fn = Callable[[Any], Any]
-System = Callable[[Fn, int, int], "Timing"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """``fn`` over ``params`` (a range: the whole space, or an evenly strided sample of it)
+    on ``workers`` processes; ``chunk_size`` is what ttg_ray's planner cuts for this work,
+    handed to the peers' chunked (best-practice) usage."""
+
+    fn: Fn
+    params: range
+    workers: int
+    chunk_size: int
+
+    @property
+    def n(self) -> int:
+        return len(self.params)
 
 
 @dataclass
@@ -27,95 +48,201 @@ class Timing:
     n: int
     startup_s: float
     sweep_s: float
-    checksum: float
+    checksum: float | int
+    ended_at: float = 0.0  # time.perf_counter() at the last result, before any shutdown
 
     @property
     def rate(self) -> float:
         return self.n / self.sweep_s if self.sweep_s > 0 else 0.0
 
 
+System = Callable[[Job], Timing]
+
+
 class Unavailable(Exception):
     """A system that cannot run here (library missing, broker down)."""
 
 
-def serial(fn: Fn, n: int, workers: int) -> Timing:
+class WrongValues(Exception):
+    """A system returned values that are not the function's (say, an array as a list)."""
+
+
+def digest(values: Iterable[Any]) -> float | int:
+    """What the systems must agree on: the sum of numbers (orders differ only in the last
+    bits), or for arrays an exact digest of dtype, shape and bytes, so an array that came
+    back as a list, or with one bit changed, does not pass."""
+    total: float | int = 0
+    for value in values:
+        if hasattr(value, "dtype") and hasattr(value, "shape"):
+            total += zlib.crc32(f"{value.dtype}{value.shape}".encode() + value.tobytes())
+        elif isinstance(value, (list, tuple, dict, str)):
+            raise WrongValues(f"a {type(value).__name__} came back where the function returned")
+        else:
+            total += value
+    return total
+
+
+def chunk_size_ttg_picks(fn: Fn, params: range, workers: int, budget_s: float = 1.0) -> int:
+    """The chunk size ttg_ray's planner cuts once its first probe is back: the probe (the
+    first ``probe_size`` parameters) is timed here as the planner would see it, stopping
+    after ``budget_s`` when the work is long (W6: 16 x 2 s), which gives the same per-
+    parameter time."""
+    planner = ChunkPlanner("size", [(0, len(params))], workers=workers)
+    probe = planner.next_chunk()
     started = time.perf_counter()
-    total = 0.0
-    for i in range(n):
-        total += fn(i)
-    return Timing("serial loop", n, 0.0, time.perf_counter() - started, total)
+    done = 0
+    for i in probe.iter_indices():
+        fn(params[i])
+        done += 1
+        if time.perf_counter() - started >= budget_s:
+            break
+    planner.observe(probe.chunk_id, done, time.perf_counter() - started)
+    return planner.next_size()
 
 
-def pool_map(fn: Fn, n: int, workers: int) -> Timing:
+def chunks_of(params: range, size: int) -> list[range]:
+    return [params[lo : lo + size] for lo in range(0, len(params), size)]
+
+
+def run_list(fn: Fn, params: Iterable[Any]) -> list[Any]:
+    return [fn(p) for p in params]
+
+
+def serial(job: Job) -> Timing:
+    started = time.perf_counter()
+    values = [job.fn(p) for p in job.params]
+    return Timing("serial loop", job.n, 0.0, time.perf_counter() - started, digest(values))
+
+
+def pool_map(job: Job) -> Timing:
+    """multiprocessing.Pool.map with its default chunksize (a static split into 4 chunks
+    per worker)."""
     t0 = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pool.map(abs, range(workers))  # start the worker processes
+    with multiprocessing.get_context("fork").Pool(job.workers) as pool:
+        pool.map(abs, range(job.workers))  # start the worker processes
         started = time.perf_counter()
-        values = pool.map(fn, range(n))
+        values = pool.map(job.fn, job.params)
         sweep_s = time.perf_counter() - started
-    return Timing("multiprocessing.Pool.map", n, started - t0, sweep_s, sum(values))
+    return Timing("Pool.map", job.n, started - t0, sweep_s, digest(values))
+
+
+def process_pool(chunked: bool) -> System:
+    """concurrent.futures.ProcessPoolExecutor.map: chunksize 1 (its default) or ttg_ray's."""
+
+    def run(job: Job) -> Timing:
+        chunksize = job.chunk_size if chunked else 1
+        t0 = time.perf_counter()
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(job.workers, mp_context=context) as ex:
+            list(ex.map(abs, range(job.workers)))
+            started = time.perf_counter()
+            values = list(ex.map(job.fn, job.params, chunksize=chunksize))
+            sweep_s = time.perf_counter() - started
+        return Timing("ProcessPoolExecutor.map", job.n, started - t0, sweep_s, digest(values))
+
+    return run
+
+
+def joblib_loky(job: Job) -> Timing:
+    """joblib.Parallel on loky with batch_size='auto' (its default): joblib times its
+    batches and grows them until each takes a fraction of a second."""
+    try:
+        from joblib import Parallel, delayed
+    except ImportError as err:
+        raise Unavailable("joblib is not installed (pip install joblib)") from err
+    t0 = time.perf_counter()
+    parallel = Parallel(n_jobs=job.workers, backend="loky", batch_size="auto")
+    with parallel:
+        parallel(delayed(abs)(i) for i in range(job.workers))
+        started = time.perf_counter()
+        values = parallel(delayed(job.fn)(p) for p in job.params)
+        sweep_s = time.perf_counter() - started
+    return Timing("joblib", job.n, started - t0, sweep_s, digest(values))
 
 
 def ttg_ray_backend(backend: str, **options: Any) -> System:
     """ttg_ray on ``backend``; the summary times start-up and the sweep apart."""
 
-    def run(fn: Fn, n: int, workers: int) -> Timing:
+    def run(job: Job) -> Timing:
         extra = {"include_dashboard": False} if backend == "ray" else {}
-        sweep = ttg_ray.stream(fn, n, backend=backend, workers=workers, **extra, **options)
-        total = 0.0
+        sweep = ttg_ray.stream(
+            job.fn, job.params, backend=backend, workers=job.workers, **extra, **options
+        )
+        values: list[Any] = [None] * job.n
+        ended_at = 0.0
         for batch in sweep.batches():
-            total += sum(batch.values)
+            at = batch.indices
+            if isinstance(at, range) and at.step == 1:
+                values[at.start : at.stop] = batch.values
+            else:
+                for i, value in zip(at, batch.values):
+                    values[i] = value
+            ended_at = time.perf_counter()
         s = sweep.summary
-        if s.processed != n or s.failed:
-            raise RuntimeError(f"ttg_ray {backend}: {s.processed} of {n}, {s.failed} failed")
-        return Timing(f"ttg_ray {backend}", n, s.startup_s, s.duration_s, total)
+        if s.processed != job.n or s.failed:
+            first = sweep.failures[0] if sweep.failures else None
+            why = f": {first.type}: {first.message}" if first else ""
+            raise RuntimeError(f"{s.processed} of {job.n} processed, {s.failed} failed{why}")
+        return Timing(
+            f"ttg_ray {backend}", job.n, s.startup_s, s.duration_s, digest(values), ended_at
+        )
 
     return run
 
 
-def _local_ray(workers: int) -> Any:
+def local_ray(workers: int) -> Any:
     import ray
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     return ray
 
 
-def plain_ray_tasks(fn: Fn, n: int, workers: int, per_task: int = 100) -> Timing:
-    """What a user writes by hand: one Ray task per 100 parameters, then ray.get."""
-    t0 = time.perf_counter()
-    ray = _local_ray(workers)
-    try:
+def plain_ray_tasks(per_task: int | None = 100) -> System:
+    """What a user writes by hand: one Ray task per ``per_task`` parameters (None: the
+    chunk size ttg_ray picks), then one ray.get of them all."""
 
-        @ray.remote
-        def batch(lo: int, hi: int) -> list[Any]:
-            return [fn(i) for i in range(lo, hi)]
+    def run(job: Job) -> Timing:
+        size = per_task or job.chunk_size
+        t0 = time.perf_counter()
+        ray = local_ray(job.workers)
+        try:
+            batch = ray.remote(run_list)
+            ray.get([batch.remote(abs, [1]) for _ in range(job.workers)])
+            started = time.perf_counter()
+            fn = ray.put(job.fn)
+            refs = [batch.remote(fn, part) for part in chunks_of(job.params, size)]
+            values = [v for part in ray.get(refs) for v in part]
+            ended_at = time.perf_counter()
+        finally:
+            ray.shutdown()
+        return Timing(
+            "plain Ray tasks", job.n, started - t0, ended_at - started, digest(values), ended_at
+        )
 
-        ray.get([batch.remote(0, 1) for _ in range(workers)])
-        started = time.perf_counter()
-        refs = [batch.remote(lo, min(n, lo + per_task)) for lo in range(0, n, per_task)]
-        total = sum(sum(part) for part in ray.get(refs))
-        sweep_s = time.perf_counter() - started
-    finally:
-        ray.shutdown()
-    return Timing(f"plain Ray tasks of {per_task}", n, started - t0, sweep_s, total)
+    return run
 
 
-def ray_pool(fn: Fn, n: int, workers: int) -> Timing:
-    """ray.util.multiprocessing.Pool: the drop-in replacement for Pool.map."""
-    from ray.util.multiprocessing import Pool
+def ray_pool(chunked: bool) -> System:
+    """ray.util.multiprocessing.Pool.map, the drop-in for Pool.map: its default chunksize
+    (a static split, as Pool's) or ttg_ray's."""
 
-    t0 = time.perf_counter()
-    ray = _local_ray(workers)
-    try:
-        pool = Pool(processes=workers)
-        pool.map(abs, range(workers))
-        started = time.perf_counter()
-        values = pool.map(fn, range(n))
-        sweep_s = time.perf_counter() - started
-        pool.terminate()
-    finally:
-        ray.shutdown()
-    return Timing("ray.util.multiprocessing.Pool", n, started - t0, sweep_s, sum(values))
+    def run(job: Job) -> Timing:
+        from ray.util.multiprocessing import Pool
+
+        t0 = time.perf_counter()
+        ray = local_ray(job.workers)
+        try:
+            pool = Pool(processes=job.workers)
+            pool.map(abs, range(job.workers))
+            started = time.perf_counter()
+            values = pool.map(job.fn, job.params, chunksize=job.chunk_size if chunked else None)
+            sweep_s = time.perf_counter() - started
+            pool.terminate()
+        finally:
+            ray.shutdown()
+        return Timing("ray.util Pool.map", job.n, started - t0, sweep_s, digest(values))
+
+    return run
 
 
 def dask_available() -> bool:
@@ -126,26 +253,42 @@ def dask_available() -> bool:
     return True
 
 
-def dask_map(fn: Fn, n: int, workers: int) -> Timing:
-    """Dask distributed: client.map on a LocalCluster of one-thread worker processes."""
-    if not dask_available():
-        raise Unavailable("dask[distributed] is not installed")
-    from dask.distributed import Client, LocalCluster
+def dask(usage: str) -> System:
+    """Dask distributed on a LocalCluster of one-thread worker processes: ``map`` is one
+    future per parameter (client.map), ``chunks`` client.map over chunks of ttg_ray's size,
+    ``bag`` dask.bag with partitions of that size (Dask's advice for many tiny tasks)."""
 
-    t0 = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = Client(cluster)
-    try:
-        client.gather(client.map(abs, range(workers)))
-        started = time.perf_counter()
-        values = client.gather(client.map(fn, range(n)))
-        sweep_s = time.perf_counter() - started
-    finally:
-        client.close()
-        cluster.close()
-    return Timing("Dask client.map", n, started - t0, sweep_s, sum(values))
+    def run(job: Job) -> Timing:
+        if not dask_available():
+            raise Unavailable("dask[distributed] is not installed")
+        import dask.bag
+        from dask.distributed import Client, LocalCluster
+
+        t0 = time.perf_counter()
+        cluster = LocalCluster(
+            n_workers=job.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+        try:
+            client.gather(client.map(abs, range(job.workers)))
+            started = time.perf_counter()
+            if usage == "map":
+                values = client.gather(client.map(job.fn, job.params))
+            elif usage == "chunks":
+                parts = chunks_of(job.params, job.chunk_size)
+                futures = client.map(run_list, [job.fn] * len(parts), parts)
+                values = [v for part in client.gather(futures) for v in part]
+            else:
+                parts = math.ceil(job.n / job.chunk_size)
+                bag = dask.bag.from_sequence(job.params, npartitions=parts).map(job.fn)
+                values = bag.compute(scheduler=client)
+            sweep_s = time.perf_counter() - started
+        finally:
+            client.close()
+            cluster.close()
+        return Timing(f"Dask {usage}", job.n, started - t0, sweep_s, digest(values))
+
+    return run
 
 
 def work(work_ms: float) -> Fn:

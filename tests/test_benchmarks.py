@@ -11,9 +11,10 @@ import pytest
 
 from benchmarks import chaos, compare, report
 from benchmarks.chaos_ledger import FIELDS, Ledger, count
-from benchmarks.report import ScalePoint, WorkloadResult
-from benchmarks.systems import Timing
-from ttg_ray.workloads import seed_placeholder
+from benchmarks.report import Machine, ScalePoint, WorkloadResult
+from benchmarks.startup import StartupRow
+from benchmarks.systems import Timing, WrongValues, digest
+from ttg_ray.workloads import array_value, heavy_tail, seed_placeholder
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -61,27 +62,104 @@ def test_tables_and_targets_from_made_up_timings():
         "multiprocessing.Pool.map": [Timing("p", 1000, 0, 1.0, 0)],
         "ttg_ray ray": [Timing("t", 1000, 2.0, 2.0, 0), Timing("t", 1000, 2.0, 1.0, 0)],
     }
-    w0 = WorkloadResult("W0", "trivial", 2, runs)
+    w0 = WorkloadResult("W0", "trivial", 2, runs, chunk_size=500)
+    w0.usage = {"ttg_ray ray": "adaptive chunks"}
     table = report.workload_table(w0)
-    assert "| ttg_ray ray | 750 | 500-1,000 | 3.75 | 1.00 | 2.00 |" in table
+    assert "| ttg_ray ray | adaptive chunks | 750 | 500-1,000 | 3.75 | 1.00 | 2.00 |" in table
+    assert "ttg_ray's chunk for this work: 500 parameters." in table
     points = [ScalePoint("ray", 10, [100.0], [50.0]), ScalePoint("ray", 100, [95.0], [52.0])]
     targets = report.targets({"W0": w0}, points)
     assert "W0 ttg_ray ray vs Pool.map: 0.750x (>= 0.8): MISSED" in targets
+    assert "W0 ttg_ray ray vs the fastest peer (multiprocessing.Pool.map): 0.750x" in targets
     assert "throughput 0.950x (>= 0.90): met; peak memory 1.040x (<= 1.10): met" in targets
 
 
+def startup_rows() -> list[StartupRow]:
+    return [
+        StartupRow("multiprocessing.Pool", [0.1, 0.3, 0.2], [0.05], [60.0], [40.0], 3),
+        StartupRow("ttg_ray ray", [5.0], [0.5], [900.0], [600.0], 12),
+    ]
+
+
+def test_startup_table_from_made_up_rows():
+    table = report.startup_table(startup_rows())
+    assert "| multiprocessing.Pool | 0.20 (0.10-0.30) | 0.05 | 40 | 60 | 3 |" in table
+    assert "| ttg_ray ray | 5.00 | 0.50 | 600 | 900 | 12 |" in table
+
+
+@pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="matplotlib (the bench extra) is not installed")
+def test_one_figure_per_family_with_the_machine_on_it(tmp_path):
+    runs = {
+        "serial loop": [Timing("s", 100, 0, 1.0, 0)],
+        "ttg_ray ray": [Timing("t", 1000, 2.0, 6.0, 0)],
+        "Dask client.map": [Timing("d", 1000, 1.0, 20.0, 0)],
+    }
+    runs["multiprocessing.Pool.map"] = [Timing("p", 1000, 0.1, 3.0, 0)]
+    usage = {"Dask client.map": "naive: one a task", "multiprocessing.Pool.map": "default (x: y)"}
+    w = WorkloadResult("W1", "made up", 2, runs, usage=usage)
+    points = [ScalePoint("ray", 10, [100.0], [50.0]), ScalePoint("ray", 100, [95.0], [52.0])]
+    machine = Machine("testhost", "2026-01-02", 2, "3.11")
+    pngs = report.plot({"W1": w}, points, startup_rows(), tmp_path / "x", machine)
+    assert [p.name for p in pngs] == ["x-throughput.png", "x-startup.png", "x-memory.png"]
+    assert all(p.stat().st_size > 10_000 for p in pngs)
+    assert str(machine) == "testhost, 2 cores, Python 3.11, 2026-01-02"
+
+
+def test_digest_is_exact_for_arrays_and_refuses_lists():
+    a, b = array_value(3, size=100), array_value(3, size=100)
+    assert a.dtype == "float64" and a.shape == (100,) and digest([a]) == digest([b])
+    flipped = a.copy()
+    flipped.view("uint64")[7] ^= 1  # one bit of one value
+    assert digest([flipped]) != digest([a])
+    assert digest([a.astype("float32")]) != digest([a])
+    with pytest.raises(WrongValues):
+        digest([a.tolist()])
+    assert digest([1.5, 2.5]) == 4.0
+
+
+def test_heavy_tail_is_slow_only_at_the_end_and_keeps_the_values():
+    w4 = next(w for w in compare.WORKLOADS if w.key == "W4")
+    assert heavy_tail(5, n=100, fast_ms=0, slow_ms=0) == seed_placeholder(5, 0)
+    # The serial reference is timed on a strided sample: it keeps the 5 % slow tail.
+    sample = w4.params("serial", w4.n)
+    slow = sum(1 for i in sample if i >= w4.n - w4.n // 20)
+    assert len(sample) == 2_000 and slow == 100
+
+
+def test_chunked_usages_equal_to_the_naive_one_at_chunks_of_one_are_left_out():
+    notes: list[str] = []
+    w6 = next(w for w in compare.WORKLOADS if w.key == "W6")
+    keys = compare._systems_for(w6, ["ppe", "ppe-chunks", "ray-tasks", "dask-bag"], 1, notes)
+    assert keys == ["ppe", "dask-bag"]  # dask-bag's naive twin (dask) was not asked for
+    assert any("the same as ProcessPoolExecutor.map" in n for n in notes)
+    assert any("plain Ray tasks of 100 would run" in n for n in notes)
+
+
 @pytest.mark.integration
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_compare_quick_on_ray(tmp_path):
-    args = ["--quick", "--repeat", "1", "--workloads", "W0", "--systems", "serial,pool,ray"]
+    args = ["--quick", "--repeat", "1", "--workloads", "W0,W5,Startup"]
+    args += ["--systems", "serial,pool,ray", "--startup-systems", "serial,pool"]
     args += ["--out-dir", str(tmp_path)] + ([] if HAVE_MATPLOTLIB else ["--no-plots"])
     assert compare.main(args) == 0
     (md,) = tmp_path.glob("*-quick.md")
     text = md.read_text()
-    assert "| ttg_ray ray |" in text and "| multiprocessing.Pool.map |" in text
+    assert "| ttg_ray ray | adaptive chunks |" in text and "| multiprocessing.Pool.map |" in text
     assert "W0 ttg_ray ray vs Pool.map" in text
+    # W5: every array came back bit for bit, on Ray too
+    w5 = text[text.index("### W5") :]
+    systems = "multiprocessing.Pool.map, serial loop, the function itself, ttg_ray ray"
+    assert f"Same values from: {systems}." in w5
+    assert "| python alone (serial loop) |" in text and "| multiprocessing.Pool |" in text
+    raw = json.loads(next(tmp_path.glob("*-quick.json")).read_text())
+    assert {r["system"] for r in raw["Startup"]} == {
+        "python alone (serial loop)",
+        "multiprocessing.Pool",
+    }
+    assert all(r["pss_mb"][0] > 0 and r["cold_s"][0] > 0 for r in raw["Startup"])
     if HAVE_MATPLOTLIB:
-        assert list(tmp_path.glob("*-throughput.png"))
+        for family in ("throughput", "startup", "memory"):
+            assert list(tmp_path.glob(f"*-{family}.png")), family
 
 
 @pytest.mark.integration

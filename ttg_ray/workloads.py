@@ -1,5 +1,6 @@
-"""Built-in functions: the seed's placeholder computation, a CPU-bound one, and a
-fault-injecting wrapper so failure paths can be exercised from the CLI."""
+"""Built-in functions: the seed's placeholder computation, a CPU-bound one, the
+benchmarks' heavy-tailed and array-valued ones, and a fault-injecting wrapper so failure
+paths can be exercised from the CLI."""
 
 from __future__ import annotations
 
@@ -42,6 +43,28 @@ def cpu_bound(param: Any, work_ms: float = 5.0) -> int:
     for _ in range(int(work_ms * CPU_ITERATIONS_PER_MS)):
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF
     return x
+
+
+def heavy_tail(
+    param: Any,
+    n: int,
+    fast_ms: float = 0.2,
+    slow_ms: float = 50.0,
+    slow_fraction: float = 0.05,
+) -> float:
+    """seed_placeholder with ``fast_ms`` of simulated work, except for the last
+    ``slow_fraction`` of the ``n`` parameters, which take ``slow_ms``: the slow ones are
+    clustered at the end of the space, where a static split hurts most."""
+    slow = _as_int(param) >= n - round(n * slow_fraction)
+    return seed_placeholder(param, slow_ms if slow else fast_ms)
+
+
+def array_value(param: Any, size: int = 10_000) -> Any:
+    """A numpy array of ``size`` float64 values, the same for a parameter on every
+    machine (a seeded generator), so values can be checked bit for bit."""
+    import numpy as np  # only this workload needs numpy
+
+    return np.random.default_rng(_as_int(param)).standard_normal(size)
 
 
 def faulty(

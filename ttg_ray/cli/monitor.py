@@ -1,8 +1,9 @@
 """Live view of a queue backend: ``python -m ttg_ray.monitor --backend redis|rabbitmq``.
 
-Shows tasks waiting, in flight (per consumer where the broker tells), retrying, dead
-letters, results not yet collected, consumers, throughput and ETA; ``--once`` prints
-one snapshot (``--json`` as JSON) and exits.
+Shows tasks waiting, in flight (per consumer; for RabbitMQ from its management API),
+retrying, dead letters, results not yet collected, consumers, throughput and ETA, as a
+Rich view redrawn in place; ``--once`` prints one snapshot and exits; ``--json`` prints
+JSON instead (with ``--once`` one object, else one per refresh: JSON Lines).
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from ttg_ray.cli.args import add_broker_arguments, number
 from ttg_ray.cli.exits import run_main
 from ttg_ray.config import BrokerConfig, mask_url
 from ttg_ray.queues.base import QueueAdapter, QueueStats, open_adapter
 
-CLEAR = "\x1b[H\x1b[2J"
 STALL_S = 30.0  # a parameter running this long is marked in the running rows
 
 
@@ -56,29 +61,45 @@ class Sampler:
         return Rates(self.rate, 0.0 if remaining == 0 else eta)
 
 
-def render(title: str, stats: QueueStats, rates: Rates) -> str:
-    """The text view of one snapshot."""
+def figures(stats: QueueStats, rates: Rates) -> list[tuple[str, str]]:
+    """The rows of the view, as (name, value) text."""
     if stats.in_flight is None:
-        in_flight = "n/a (RabbitMQ does not report unacked messages over AMQP)"
+        in_flight = "n/a (AMQP does not count unacked messages; enable rabbitmq_management)"
     else:
         per = ", ".join(f"{name}: {n}" for name, n in sorted(stats.in_flight_by_consumer.items()))
         in_flight = f"{stats.in_flight}" + (f"  ({per})" if per else "")
     rate = "measuring..." if rates.chunks_per_s is None else f"{rates.chunks_per_s:.1f} chunks/s"
     eta = "unknown" if rates.eta_s is None else f"{rates.eta_s:.0f} s"
     rows = [
-        ("waiting", stats.waiting),
+        ("waiting", str(stats.waiting)),
         ("in flight", in_flight),
-        ("retrying", stats.retrying),
-        ("dead letters", stats.dead_letters),
+        ("retrying", str(stats.retrying)),
+        ("dead letters", str(stats.dead_letters)),
         ("results", f"{stats.results_waiting} not yet collected"),
-        ("consumers", stats.consumers),
+        ("consumers", str(stats.consumers)),
         ("throughput", rate),
         ("ETA", eta),
     ]
     if stats.acked is not None:
-        rows.insert(5, ("acked", stats.acked))
-    rows += _running_rows(stats.running)
-    return "\n".join([title, *(f"  {name:<13}{value}" for name, value in rows)])
+        rows.insert(5, ("acked", str(stats.acked)))
+    return rows + _running_rows(stats.running)
+
+
+def render(title: str, stats: QueueStats, rates: Rates) -> Group:
+    """The view of one snapshot: the title over a two-column table."""
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column("figure", style="bold", no_wrap=True)
+    table.add_column("value")
+    for name, value in figures(stats, rates):
+        table.add_row(name, value)
+    return Group(Text(title, style="bold"), table)
+
+
+def as_json(stats: QueueStats, rates: Rates, now_s: float) -> str:
+    """One snapshot as one JSON line: the counts, throughput, ETA and the time."""
+    return json.dumps(
+        {**stats.to_dict(), "chunks_per_s": rates.chunks_per_s, "eta_s": rates.eta_s, "time": now_s}
+    )
 
 
 def _running_rows(running: list[dict], show: int = 5) -> list[tuple[str, str]]:
@@ -112,14 +133,39 @@ def snapshot(queue: QueueAdapter, run_id: str | None) -> QueueStats:
     return stats
 
 
-def watch(queue: QueueAdapter, run_id: str | None, title: str, interval_s: float) -> None:
+def samples(
+    queue: QueueAdapter, run_id: str | None, interval_s: float
+) -> Iterator[tuple[QueueStats, Rates]]:
+    """Snapshots every ``interval_s``, each with the throughput and ETA so far."""
     sampler = Sampler()
-    tty = sys.stdout.isatty()
     while True:
         stats = snapshot(queue, run_id)
-        view = render(title, stats, sampler.update(stats, time.monotonic()))
-        print((CLEAR if tty else "") + view + ("" if tty else "\n"), flush=True)
+        yield stats, sampler.update(stats, time.monotonic())
         time.sleep(interval_s)
+
+
+def watch(
+    queue: QueueAdapter, run_id: str | None, title: str, interval_s: float, console: Console
+) -> None:
+    """Redraw the view in place on a terminal; elsewhere (a pipe, a file) print each view
+    after the last, so the output is a readable log."""
+    views = samples(queue, run_id, interval_s)
+    if not console.is_terminal:
+        for stats, rates in views:
+            console.print(render(title, stats, rates))
+            console.file.flush()
+        return
+    stats, rates = next(views)
+    # Redrawn when a snapshot arrives, not on a timer: nothing changes in between.
+    with Live(render(title, stats, rates), console=console, auto_refresh=False) as live:
+        for stats, rates in views:
+            live.update(render(title, stats, rates), refresh=True)
+
+
+def watch_json(queue: QueueAdapter, run_id: str | None, interval_s: float) -> None:
+    """JSON Lines: one object per snapshot, flushed at once, for a pipe or a log."""
+    for stats, rates in samples(queue, run_id, interval_s):
+        print(as_json(stats, rates, time.time()), flush=True)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -128,7 +174,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-id", help="the run to watch (default: the shared task queue)")
     parser.add_argument("--interval-s", type=number(0.1), default=1.0)
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
-    parser.add_argument("--json", action="store_true", help="with --once: as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON instead of the view: one object, or with no --once one per refresh (JSON Lines)",
+    )
     return parser.parse_args(argv)
 
 
@@ -144,13 +194,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _console() -> Console:
+    console = Console()
+    # A pipe or a file has no width to fit: long lines (the title) stay whole.
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def _show(args: argparse.Namespace, url: str, title: str) -> int:
     with open_adapter(args.backend, url, args.run_id, connect_timeout_s=3) as queue:
-        if args.once:
-            stats = snapshot(queue, args.run_id)
-            print(json.dumps(stats.to_dict()) if args.json else render(title, stats, Rates()))
+        if args.once and args.json:
+            print(json.dumps(snapshot(queue, args.run_id).to_dict()))
+        elif args.once:
+            _console().print(render(title, snapshot(queue, args.run_id), Rates()))
+        elif args.json:
+            watch_json(queue, args.run_id, args.interval_s)
         else:
-            watch(queue, args.run_id, title, args.interval_s)
+            watch(queue, args.run_id, title, args.interval_s, _console())
     return 0
 
 

@@ -5,7 +5,8 @@ prefetch of one: when a consumer's connection dies RabbitMQ hands its unacked me
 to another consumer and counts it in ``x-delivery-count``, which decides quarantine.
 ``.retry`` holds delayed retries (per-message TTL, dead-lettered back into the tasks
 queue), ``.dlq`` the dead letters with their reason, and ``ttg.results.{run_id}`` the
-results. Every publish is persistent and confirmed.
+results. Every publish is persistent and confirmed. ``depth()`` takes in-flight counts
+from the management API when it answers, else the plain-AMQP counts (no in-flight).
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ import pika.exceptions as pex
 from ttg_ray.config import TlsFiles, mask_url
 from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.queues.base import Delivery, QueueAdapter, QueueStats
+from ttg_ray.queues.rabbitmq_management import (
+    ManagementAPI,
+    ManagementUnavailable,
+    in_flight_by_consumer,
+)
 
 log = logging.getLogger(__name__)
 RESULT_PREFETCH = 1000
 _PERSISTENT = 2
 QUEUE_EXPIRY_MS = 86_400_000
+# After the management API failed to answer, depth() uses AMQP alone this long.
+MANAGEMENT_RETRY_S = 30.0
 _GONE = (pex.AMQPConnectionError, pex.AMQPChannelError, pex.StreamLostError, OSError)
 
 
@@ -45,6 +53,8 @@ class RabbitAdapter(QueueAdapter):
         self._results: dict[str, deque] = {}
         self._consuming_tasks = False
         self._consuming_results: set[str] = set()
+        self._management = ManagementAPI.from_amqp_url(url)
+        self._management_retry_at = 0.0
         self._connect()
 
     @contextlib.contextmanager
@@ -156,7 +166,8 @@ class RabbitAdapter(QueueAdapter):
             ch = self._channel()
             if not self._consuming_tasks:
                 self.declare()
-                ch.basic_consume(self.tasks_queue, self._on_task, consumer_tag=None)
+                # Tagged with the consumer's name, so the management API can say who holds what.
+                ch.basic_consume(self.tasks_queue, self._on_task, consumer_tag=consumer)
                 self._consuming_tasks = True
             self._pump(self._tasks, timeout_s)
         out = []
@@ -268,7 +279,7 @@ class RabbitAdapter(QueueAdapter):
             retrying, _ = self._count(self.retry_queue)
             dead, _ = self._count(self.dlq_queue)
             results = self._count(self.results_queue(run_id))[0] if run_id else 0
-        return QueueStats(
+        stats = QueueStats(
             waiting=waiting,
             in_flight=None,
             retrying=retrying,
@@ -276,6 +287,26 @@ class RabbitAdapter(QueueAdapter):
             consumers=consumers,
             results_waiting=results,
         )
+        if time.monotonic() >= self._management_retry_at:
+            try:
+                self._add_management_counts(stats)
+            except ManagementUnavailable as err:
+                log.info("in-flight counts unavailable, using AMQP counts only: %s", err)
+                self._management_retry_at = time.monotonic() + MANAGEMENT_RETRY_S
+        return stats
+
+    def _add_management_counts(self, stats: QueueStats) -> None:
+        """In-flight counts, in total and per consumer, and acks, from the management API.
+        Waiting stays AMQP's live count: the API's figures lag by its statistics interval."""
+        info = self._management.queue(self.tasks_queue)
+        if info is None:  # not declared yet: nothing in flight
+            stats.in_flight = 0
+            return
+        stats.in_flight = info.unacked
+        stats.acked = info.acked
+        if info.channel_of_consumer:
+            unacked = self._management.unacked_by_channel()
+            stats.in_flight_by_consumer = in_flight_by_consumer(info, unacked)
 
     def purge(self, run_id: str | None = None, *, queues: bool = True) -> None:
         names = [self.tasks_queue, self.retry_queue, self.dlq_queue] if queues else []
