@@ -1,3 +1,5 @@
+import pytest
+
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.params import Grid, ParamRange
@@ -34,3 +36,27 @@ def test_lost_chunk_blames_every_parameter_and_says_why():
     result = lost_chunk(Chunk("r", "c1", 0, 3), ParamRange(5), "WorkerCrashedError", "died")
     assert result.lost == "died" and result.values == [None] * 3
     assert [f.index for f in result.failures] == [0, 1, 2]
+
+
+def exits_at_two(p):
+    if p == 2:
+        raise SystemExit(4)
+    return p
+
+
+def interrupted_at_one(p):
+    if p == 1:
+        raise KeyboardInterrupt
+    return p
+
+
+def test_system_exit_fails_only_its_parameter():
+    # Pins 847eec9: SystemExit escaping run_chunk made a queue worker spin on the chunk.
+    result = run_chunk(exits_at_two, ParamRange(4), Chunk("r", "c1", 0, 4))
+    assert result.values == [0, 1, None, 3]
+    assert [(f.index, f.type, f.message) for f in result.failures] == [(2, "SystemExit", "4")]
+
+
+def test_keyboard_interrupt_stops_the_chunk():
+    with pytest.raises(KeyboardInterrupt):
+        run_chunk(interrupted_at_one, ParamRange(4), Chunk("r", "c1", 0, 4))

@@ -1,5 +1,4 @@
 import json
-import time
 
 import pytest
 from hypothesis import given
@@ -68,13 +67,11 @@ def test_list_space_and_window_spec():
 
 
 def test_ten_million_points_cost_nothing():
-    started = time.perf_counter()
     spaces = [ParamRange(10_000_000), Grid({"a": range(10_000), "b": range(1_000)})]
     assert all(len(s) == 10_000_000 for s in spaces)
     assert spaces[1][9_999_999] == {"a": 9_999, "b": 999}
     # Correctness, not timing: nothing was materialised, so this stays tiny.
     assert len(json.dumps([s.to_spec() for s in spaces])) < 200
-    assert time.perf_counter() - started < 5  # a generous bound against materialising
 
 
 def test_index_out_of_range():

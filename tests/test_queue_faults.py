@@ -4,6 +4,7 @@ message naming os:system, and a Redis restart in the middle of a run."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 import shutil
@@ -21,11 +22,13 @@ from conftest import missing_service
 
 import ttg_ray
 from benchmarks.faults import At
+from tests.support.tools import find_tool
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.messages import encode_task
 from ttg_ray.core.params import ParamList
 from ttg_ray.engine.store import read_store
+from ttg_ray.errors import BackendUnavailable
 from ttg_ray.queues import open_adapter
 from ttg_ray.workloads import faulty, seed_placeholder
 
@@ -208,7 +211,7 @@ def sweep_through_a_restart(backend: str, server, run_id: str, tmp_path, pause_s
 
 
 def require_binary(name: str) -> None:
-    if shutil.which(name) is None:
+    if find_tool(name) is None:
         missing_service(f"the {name} binary")
 
 
@@ -280,5 +283,35 @@ def test_rabbitmq_restart_mid_run_loses_nothing(tmp_path, run_id):
     server.start()
     try:
         sweep_through_a_restart("rabbitmq", server, run_id, tmp_path, pause_s=0.0)
+    finally:
+        server.remove()
+
+
+def test_rabbitmq_results_pushed_to_the_driver_survive_a_restart(run_id):
+    """Pins the bug fixed in 46ce516 (results auto-acked on arrival): results the broker
+    has already pushed towards the driver, but the driver has not read yet, are lost
+    with auto-ack when the broker restarts; with acks on hand-over they come back."""
+    require_binary("rabbitmq-server")
+    server = OwnRabbit()
+    server.start()
+    n, blob = 400, "x" * 20_000  # 8 MB in flight: more than the sockets buffer
+    try:
+        driver = open_adapter("rabbitmq", server.url, run_id)
+        assert driver.consume_results(run_id, timeout_s=0.0) == []  # the consumer is on
+        with open_adapter("rabbitmq", server.url, run_id) as worker:
+            for i in range(n):
+                worker.publish_result(run_id, f"{i}:{blob}".encode())
+        time.sleep(1.0)  # the broker pushes them to the driver, which does not read
+        server.stop()
+        server.start()
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(set(got)) < n and time.monotonic() < deadline:
+            with contextlib.suppress(BackendUnavailable):
+                got += driver.consume_results(run_id, timeout_s=0.5, count=1000)
+        received = {int(body.split(b":", 1)[0]) for body in got}
+        assert received == set(range(n)), f"{n - len(received)} of {n} results lost"
+        driver.purge(run_id)
+        driver.close()
     finally:
         server.remove()

@@ -117,6 +117,29 @@ def test_quarantine_after_too_many_deliveries(connect):
     assert connect().consume("after", timeout_s=1.0) == []
 
 
+def test_a_quarantined_chunk_whose_consumer_dies_is_quarantined_again(connect):
+    """Pins f6eea68: consume() must not dead-letter a quarantined chunk itself. Its
+    consumer reports it first; one that dies before dead-lettering it leaves it to be
+    quarantined again, never lost in the dead-letter queue with no result sent."""
+    publisher = connect(max_deliveries=1)
+    publisher.publish(b"poison")
+    first = connect(max_deliveries=1)
+    (d,) = take(first, "victim1")
+    assert not d.quarantined
+    first.close()  # the chunk killed its worker
+    second = connect(max_deliveries=1)
+    (d,) = take(second, "victim2")
+    assert "delivered 2 times" in d.quarantined
+    assert publisher.dead_letters() == []
+    second.close()  # dies between consume() and dead_letter()
+    third = connect(max_deliveries=1)
+    (d,) = take(third, "victim3")
+    assert d.body == b"poison" and "delivered 3 times" in d.quarantined
+    third.dead_letter(d, d.quarantined)
+    assert [body for body, _ in publisher.dead_letters()] == [b"poison"]
+    assert third.consume("after", timeout_s=0.5) == []
+
+
 def test_malformed_message_goes_to_dead_letters(connect):
     q = connect()
     q.publish(b"{not json")
