@@ -60,3 +60,32 @@ def test_system_exit_fails_only_its_parameter():
 def test_keyboard_interrupt_stops_the_chunk():
     with pytest.raises(KeyboardInterrupt):
         run_chunk(interrupted_at_one, ParamRange(4), Chunk("r", "c1", 0, 4))
+
+
+def test_the_chunk_result_carries_the_chunk_and_where_it_ran():
+    chunk = Chunk("run-3", "c000004-r2", 2, 9, indices=(2, 5, 8), attempt=2)
+    result = run_chunk(fails_on_multiples_of_three, ParamRange(10), chunk, node="n1", worker="w7")
+    assert (result.run_id, result.chunk_id, result.lo, result.hi) == ("run-3", "c000004-r2", 2, 9)
+    assert (result.indices, result.attempt, result.node, result.worker) == (
+        (2, 5, 8),
+        2,
+        "n1",
+        "w7",
+    )
+    assert result.values == [20, 50, 80] and result.failures == [] and result.lost == ""
+    failed = run_chunk(fails_on_multiples_of_three, Grid({"x": [3, 4]}), Chunk("r", "c", 0, 1))
+    assert failed.failures[0].param == {"x": 3} and failed.failures[0].index == 0
+
+
+def test_a_lost_chunk_keeps_its_identity_and_parameters():
+    chunk = Chunk("run-3", "c9a", 0, 10, indices=(4, 7), attempt=3)
+    result = lost_chunk(chunk, Grid({"x": range(10)}), "ResultTooLarge", "too big")
+    assert (result.run_id, result.chunk_id, result.lo, result.hi) == ("run-3", "c9a", 0, 10)
+    assert (result.indices, result.attempt, result.lost, result.values) == (
+        (4, 7), 3, "too big", [None, None]
+    )  # fmt: skip
+    assert [(f.index, f.param, f.type, f.message, f.attempts) for f in result.failures] == [
+        (4, {"x": 4}, "ResultTooLarge", "too big", 3),
+        (7, {"x": 7}, "ResultTooLarge", "too big", 3),
+    ]
+    assert (result.compute_s, result.node, result.worker) == (0.0, "", "")

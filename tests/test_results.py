@@ -101,3 +101,115 @@ def test_a_parseable_last_line_without_newline_is_still_torn(tmp_path):
 def test_a_directory_is_not_an_output_file(tmp_path):
     with pytest.raises(OutputError, match="is a directory"):
         ResultStore(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        (1, 2), (1, -2.5), (1, 1e300), (1, float("nan")), (1, float("inf")), (1, -math.inf),
+        (1, True), (True, 1), ("a", 1), (1, None), (1, "x"), (1.0, 1), (1, {3}),
+        ({"g": 1}, 0.25),
+    ],
+)  # fmt: skip
+def test_every_line_is_what_json_dumps_writes(tmp_path, param, value):
+    # The fast path for int parameters and finite numbers must write the same bytes.
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path)
+    store.write([(4, param, value)], [ParamFailure(5, {7}, "E", "m")])
+    store.close()
+    expected = json.dumps({"index": 4, "param": param, "value": value}, default=repr)
+    lines = path.read_text().split("\n")
+    assert lines[0] == expected and lines[2] == ""
+    assert json.loads(lines[1])["param"] == "{7}"  # what JSON cannot hold is its repr
+
+
+def test_an_empty_existing_file_is_not_a_previous_sweep(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("")
+    store = ResultStore(path)  # no --resume needed
+    store.discard_if_empty()
+    assert not path.exists()
+
+
+def test_a_resumed_or_written_file_is_kept(tmp_path):
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path)
+    store.write([(0, 0, 1)], [])
+    store.discard_if_empty()
+    assert path.read_text() == '{"index": 0, "param": 0, "value": 1}\n'
+    ResultStore(path, resume=True).discard_if_empty()
+    assert path.exists()
+
+
+def test_store_error_messages_say_what_to_do(tmp_path):
+    with pytest.raises(OutputError) as err:
+        ResultStore(tmp_path)
+    assert str(err.value) == f"{tmp_path} is a directory; give a file path such as out.jsonl"
+    path = tmp_path / "out.jsonl"
+    path.write_text("{}\n")
+    with pytest.raises(OutputError) as err:
+        ResultStore(path)
+    assert str(err.value) == (
+        f"{path} already holds results; pass --resume to continue that sweep, "
+        "or choose another --output path"
+    )
+    blocked = tmp_path / "file" / "out.jsonl"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError) as err:
+        ResultStore(blocked)
+    assert str(err.value).startswith(f"cannot write results to {blocked}: ")
+    assert str(err.value).endswith("; choose a writable --output path")
+    assert isinstance(err.value.__cause__, OSError)
+
+
+def test_a_torn_tail_longer_than_a_block_is_cut_at_the_last_newline(tmp_path):
+    path = tmp_path / "out.jsonl"
+    head = '{"index": 0, "param": 0, "value": 1}\n'
+    path.write_text(head + "x" * 150_000)
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == head
+    path.write_text("y" * 70_000)  # no newline at all: nothing is kept
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == ""
+    path.write_text(head + head)  # nothing torn: nothing cut
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == head + head
+
+
+def test_read_store_wants_objects_with_an_integer_index(tmp_path):
+    path = tmp_path / "out.jsonl"
+    assert list(read_store(path)) == []  # no file yet: nothing done
+    good = '{"index": 0, "param": 0, "value": 1}\n'
+    for bad in ("[1, 2]\n", '{"index": "1"}\n', '{"param": 1}\n', "nonsense " * 10 + "\n"):
+        path.write_text(good + bad + good)
+        with pytest.raises(OutputError) as err:
+            list(read_store(path))
+        assert str(err.value) == (
+            f"{path}:2 is not a result line ({bad[:60]!r}); the file is damaged: fix or "
+            "remove that line, then rerun with --resume"
+        )
+    path.write_text(good + good.replace("0", "1"))
+    assert list(read_store(path)) == [
+        {"index": 0, "param": 0, "value": 1},
+        {"index": 1, "param": 1, "value": 1},
+    ]
+
+
+def test_chunk_results_and_failures_to_and_from_dicts():
+    failure = ParamFailure(2, "p", "E", "m", "tb", 3)
+    assert failure.to_error() == {"type": "E", "message": "m", "traceback": "tb", "attempts": 3}
+    assert ParamFailure(1, 1, "E", "m").to_error() == {
+        "type": "E", "message": "m", "traceback": "", "attempts": 1,
+    }  # fmt: skip
+    result = ChunkResult("r", "c", 4, 7, None, 2, [1, 2, 3], [failure], 0.5, "n", "w", "gone")
+    data = result.to_dict()
+    assert data["indices"] is None and data["failures"][0]["attempts"] == 3
+    assert data["lost"] == "gone" and data["compute_s"] == 0.5
+    assert ChunkResult.from_dict(data) == result
+    assert list(result.iter_indices()) == [4, 5, 6] and result.size == 3
+    sparse = ChunkResult("r", "c", 4, 9, (4, 8), 1, [1, 2])
+    assert sparse.to_dict()["indices"] == [4, 8] and list(sparse.iter_indices()) == [4, 8]
+    minimal = {"run_id": "r", "chunk_id": "c", "lo": 0, "hi": 1, "attempt": 1, "values": [1]}
+    rebuilt = ChunkResult.from_dict({**minimal, "indices": None})
+    assert rebuilt.failures == [] and rebuilt.indices is None
+    assert ChunkResult.from_dict(minimal).indices is None
