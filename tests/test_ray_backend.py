@@ -2,8 +2,9 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import ray
 
 import ttg_ray
 from ttg_ray import workloads
-from ttg_ray.errors import InvalidFunction
+from ttg_ray.errors import InvalidFunction, TtgError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -94,24 +95,28 @@ def test_unpicklable_function_is_a_clear_error():
 
 
 def test_killed_worker_process_reruns_its_chunk(tmp_path):
-    hang_at = 250
+    hang_at, n = 250, 1000
     fn = lambda p: workloads.faulty(  # noqa: E731
         p, hang_params=[hang_at], state_dir=str(tmp_path), hang_s=120
     )
-    out = {}
-    thread = threading.Thread(target=lambda: out.update(r=ttg_ray.compute(fn, 1000, chunk_size=50)))
-    thread.start()
     marker = Path(tmp_path) / f"hang-{hang_at}.pid"
-    deadline = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1)
-    os.kill(int(marker.read_text()), signal.SIGKILL)
-    thread.join(timeout=120)
-    result = out["r"]
+    killed: dict[str, int] = {}
+
+    def kill_the_busy_worker(done: int, total: int) -> None:
+        # The parameter wrote its pid and sleeps: its worker is provably busy on it.
+        if not killed and marker.exists() and marker.read_text():
+            killed["pid"] = int(marker.read_text())
+            os.kill(killed["pid"], signal.SIGKILL)
+            killed["done"] = done
+
+    result = ttg_ray.compute(fn, n, chunk_size=50, progress=kill_the_busy_worker)
+    assert killed, "the busy worker was never killed"
+    assert 0 < killed["done"] < n, "the kill did not land inside the run"
     assert result.ok, result.failures
-    assert result.values == [placeholder(i) for i in range(1000)]
-    assert result.summary.processed == 1000 and result.summary.duplicates_discarded == 0
+    assert result.values == [placeholder(i) for i in range(n)]
+    assert result.summary.processed == n and result.summary.duplicates_discarded == 0
+    # Ray's own task retry reran the chunk: the runner never had to split a lost one.
+    assert result.summary.retries == 0
 
 
 def lock_at_five(p):
@@ -157,3 +162,43 @@ def test_resume_keeps_earlier_failures_and_reads_back_values(tmp_path):
     assert again.summary.failed == 1 and again.summary.processed == 0
     assert again.summary.skipped_resumed == 10
     assert len(out.read_text().splitlines()) == 10
+
+
+def test_the_users_own_ray_is_left_running():
+    # The module fixture's ray.init() stands for the user's: compute() must not stop it.
+    ttg_ray.compute(placeholder, 5)
+    assert ray.is_initialized() and ray.get(ray.put("still here")) == "still here"
+
+
+def crashes_at_seven(p):
+    return workloads.faulty(p, crash_params=[7])
+
+
+def test_a_parameter_that_kills_its_worker_fails_alone():
+    result = ttg_ray.compute(crashes_at_seven, 20, chunk_size=5, max_retries=1)
+    assert [f.index for f in result.failures] == [7]
+    assert result.failures[0].type in ("WorkerCrashedError", "RayActorError", "NodeDiedError")
+    assert result.values == [None if i == 7 else placeholder(i) for i in range(20)]
+    assert result.summary.retries == 5 + 3  # the chunk 5..9, then its half 7..9
+
+
+def test_a_function_the_workers_cannot_import_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "ttg_only_on_the_driver.py").write_text("def f(p):\n    return p\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from ttg_only_on_the_driver import f
+
+    with pytest.raises(TtgError) as err:
+        ttg_ray.compute(f, 4, chunk_size=2, max_retries=0)
+    message = str(err.value)
+    assert "could not start on Ray: " in message
+    assert "No module named 'ttg_only_on_the_driver'" in message
+    assert "install the function's module on every node" in message
+
+
+def test_an_unreachable_ray_address_exits_3_and_says_where(tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    cmd = [sys.executable, "-m", "ttg_ray.run", "--address", "127.0.0.1:1", "--params", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=200, env=env)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in proc.stderr
+    assert "check --address / RAY_ADDRESS" in proc.stderr
