@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from conftest import missing_service
 
 from ttg_ray.core.messages import decode_task
 from ttg_ray.errors import BackendUnavailable, BadMessage
@@ -209,3 +210,66 @@ def test_wrong_rabbitmq_credentials(amqp_url):
         open_adapter("rabbitmq", bad, "x", connect_timeout_s=3)
     assert "credentials" in str(err.value)
     assert "wrong-password" not in str(err.value)
+
+
+@pytest.mark.integration
+def test_wrong_redis_password(tmp_path):
+    """A Redis of the test's own that wants a password: a wrong one is refused with a
+    message that names the flag and hides the password."""
+    import socket
+    import subprocess
+
+    from tests.support.tools import find_tool
+
+    if find_tool("redis-server") is None:
+        missing_service("the redis-server binary")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--appendonly", "no", "--dir", str(tmp_path), "--requirepass", "right-one"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        with pytest.raises(BackendUnavailable) as err:
+            open_adapter("redis", f"redis://:not-it@127.0.0.1:{port}/0", "x").depth()
+        assert "rejected the credentials" in str(err.value)
+        assert "--redis-url / TTG_REDIS_URL" in str(err.value)
+        assert "not-it" not in str(err.value)
+        good = open_adapter("redis", f"redis://:right-one@127.0.0.1:{port}/0", "x")
+        assert good.depth().waiting == 0
+        good.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.integration
+def test_a_rabbitmq_vhost_that_is_refused(amqp_url):
+    bad = amqp_url.rsplit("/", 1)[0] + "/ttg-no-such-vhost"
+    with pytest.raises(BackendUnavailable) as err:
+        open_adapter("rabbitmq", bad, "x", connect_timeout_s=3)
+    assert "refused access to the vhost" in str(err.value)
+    assert "credentials" not in str(err.value)
+
+
+@pytest.mark.integration
+def test_a_result_for_a_finished_run_is_dropped_with_a_warning(amqp_url, run_id, caplog):
+    # The run's result queue is gone (its driver finished): the publish is unroutable.
+    late = open_adapter("rabbitmq", amqp_url, run_id)
+    try:
+        late.publish_result(f"{run_id}-gone", b"late result")
+        assert (
+            f"run {run_id}-gone has no result queue any more (finished?); result dropped"
+            in caplog.messages
+        )
+        late.publish_result(f"{run_id}-gone", b"again")  # the channel still works
+        assert late.depth().waiting == 0
+    finally:
+        late.close()
