@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.fakes import InlineBackend
 from ttg_ray import workloads
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import ParamRange
 from ttg_ray.engine.runner import RetryPolicy, Runner
@@ -342,3 +344,71 @@ def test_store_lines_carry_the_params_of_a_grid_on_both_paths(tmp_path):
     assert [r["param"] for r in records] == [space[i] for i in range(6)]
     assert [r.get("value") for r in records] == [10, 20, None, 40, 30, 60]
     assert records[2]["error"]["type"] == "ZeroDivisionError"
+
+
+def test_the_backend_and_the_chunks_get_the_run_id_and_the_slots():
+    class Recording(InlineBackend):
+        first_poll_after: int | None = None
+
+        def poll(self, timeout_s):
+            if self.first_poll_after is None:
+                self.first_poll_after = len(self.submitted)
+            return super().poll(timeout_s)
+
+    backend = Recording(slots=3)
+    runner = Runner(backend, square, ParamRange(500), "run-7", retry=NO_WAIT)
+    assert runner.max_chunk_params == 100_000
+    assert sum(len(b.values) for b in runner.batches()) == 500
+    assert backend.run_id == "run-7" and {c.run_id for c in backend.submitted} == {"run-7"}
+    # automatic sizing sends one probe per worker slot before it waits for timings
+    assert backend.first_poll_after == 3 and [c.size for c in backend.submitted[:3]] == [16] * 3
+
+
+def test_one_slot_still_keeps_two_chunks_in_flight():
+    class Slow(InlineBackend):
+        def poll(self, timeout_s):
+            ready, self._ready = self._ready[:1], self._ready[1:]
+            return ready
+
+    backend = Slow(slots=1)
+    run(backend, square, 100, chunk_size=10)
+    assert backend.most_in_flight == 2
+    backend = Slow(slots=0)  # a backend that reports no slots still gets one
+    run(backend, square, 100, chunk_size=10)
+    assert backend.most_in_flight == 2
+
+
+def test_halves_due_at_the_same_time_run_in_order(clock):
+    backend = Clocked(clock, slots=1, kills=lambda c: 5 in c.iter_indices())
+    runner, values, failures = run(backend, square, 8, chunk_size=8, max_inflight=1)
+    assert [c.chunk_id for c in backend.submitted] == [
+        "c000000", "c000000a", "c000000b", "c000000ba", "c000000bb", "c000000baa",
+        "c000000bab",
+    ]  # fmt: skip
+    assert [f.index for f in failures] == [5] and len(runner.ledger) == 8
+    assert values == {i: i * i for i in range(8) if i != 5}
+
+
+def test_duration_is_kept_current_while_results_arrive(clock):
+    backend = Clocked(clock, slots=1)
+    runner = Runner(backend, square, ParamRange(40), "run-1", chunk_size=10, retry=NO_WAIT)
+    durations = []
+    for _ in runner.batches():
+        durations.append(runner.summary.duration_s)
+        clock.now += 2.0
+    assert durations == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_results_for_indices_already_final_are_counted_as_duplicates():
+    # Reached when a late copy of a chunk overlaps results another chunk delivered.
+    runner = Runner(InlineBackend(), fails_at_three, ParamRange(10), "run-1", retry=NO_WAIT)
+    runner.ledger.add_range(2, 4)
+    chunk = Chunk("run-1", "c000000", 0, 6)
+    result = run_chunk(fails_at_three, ParamRange(10), chunk)
+    batch = runner._sort_out(chunk, result)
+    assert list(batch.indices) == [0, 1, 4, 5] and batch.failures == []
+    assert runner.summary.duplicates_discarded == 2 and runner.summary.retries == 0
+    runner.summary.duplicates_discarded = 0
+    lost = lost_chunk(Chunk("run-1", "c1", 3, 4), ParamRange(10), "WorkerCrashedError", "x")
+    assert runner._handle_lost(Chunk("run-1", "c1", 3, 4), lost).failures == []
+    assert runner.summary.duplicates_discarded == 1
