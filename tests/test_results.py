@@ -213,3 +213,28 @@ def test_chunk_results_and_failures_to_and_from_dicts():
     rebuilt = ChunkResult.from_dict({**minimal, "indices": None})
     assert rebuilt.failures == [] and rebuilt.indices is None
     assert ChunkResult.from_dict(minimal).indices is None
+
+
+def test_a_one_byte_file_is_a_previous_sweep_and_deep_paths_are_made(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("\n")
+    with pytest.raises(OutputError, match="already holds results"):
+        ResultStore(path)
+    deep = tmp_path / "a" / "b" / "out.jsonl"
+    store = ResultStore(deep)
+    store.write([(0, "é", "ü")], [])
+    store.close()
+    assert deep.read_bytes() == '{"index": 0, "param": "\\u00e9", "value": "\\u00fc"}\n'.encode()
+
+
+def test_a_newline_on_a_block_boundary_is_found(tmp_path):
+    # The tail is searched backwards in 64 KiB blocks: the last newline may be the
+    # first byte of a block, or alone in the final one.
+    path = tmp_path / "out.jsonl"
+    head = '{"index": 0, "param": 0, "value": 1}\n'
+    path.write_text(head + "x" * 65535)
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == head
+    path.write_text("\n" + "x" * 65536)
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == "\n"
