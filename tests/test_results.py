@@ -224,7 +224,7 @@ def test_a_one_byte_file_is_a_previous_sweep_and_deep_paths_are_made(tmp_path):
     store = ResultStore(deep)
     store.write([(0, "é", "ü")], [])
     store.close()
-    assert deep.read_bytes() == '{"index": 0, "param": "\\u00e9", "value": "\\u00fc"}\n'.encode()
+    assert deep.read_bytes() == b'{"index": 0, "param": "\\u00e9", "value": "\\u00fc"}\n'
 
 
 def test_a_newline_on_a_block_boundary_is_found(tmp_path):
