@@ -151,3 +151,10 @@ def test_halves_of_odd_and_sparse_chunks():
     assert (a.indices, b.indices) == ((1, 4), (6, 8))
     assert (a.lo, a.hi, b.lo, b.hi, a.size, b.size) == (1, 5, 6, 9, 2, 2)
     assert Chunk("r", "c3", 7, 9, indices=(7, 8)).size == 2 and Chunk("r", "c", 3, 9).size == 6
+
+
+def test_one_worker_by_default_and_a_one_parameter_chunk_is_timed():
+    planner = ChunkPlanner("r", [(0, 10)])
+    assert planner.workers == 1
+    planner.observe("x", 1, 0.5)
+    assert planner.per_param_s == 0.5

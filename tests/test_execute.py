@@ -89,3 +89,11 @@ def test_a_lost_chunk_keeps_its_identity_and_parameters():
         (7, {"x": 7}, "ResultTooLarge", "too big", 3),
     ]
     assert (result.compute_s, result.node, result.worker) == (0.0, "", "")
+
+
+def test_defaults_and_the_time_spent():
+    import time
+
+    result = run_chunk(lambda p: time.sleep(0.001) or p, ParamRange(2), Chunk("r", "c", 0, 2))
+    assert (result.node, result.worker) == ("", "")
+    assert result.compute_s > 0  # recorded, whatever the machine's speed

@@ -313,3 +313,15 @@ def test_parser_messages():
     with pytest.raises(InvalidSpace) as err:
         parse_axis("e=5:5")
     assert str(err.value) == "grid axis 'e' is empty in 'e=5:5'"
+
+
+def test_edges_of_windows_offsets_and_axes():
+    from ttg_ray.core.params import _OffsetList
+
+    with pytest.raises(IndexError) as err:
+        ParamRange(3)[3]
+    assert str(err.value) == "index 3 out of range for a space of 3 parameters"
+    assert len(_OffsetList(["a"], 2, total=10)) == 10 and len(_OffsetList(["a"], 2)) == 3
+    spec = window_spec(ParamList([1, 2, 3, 4]), 1, 3)
+    assert spec == {"kind": "list", "values": [2, 3], "offset": 1}
+    assert parse_axis("x=a=b") == ("x", ("a=b",))

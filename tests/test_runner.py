@@ -303,8 +303,8 @@ def test_progress_is_logged_every_ten_seconds(clock, caplog):
     caplog.set_level("INFO", logger="ttg_ray.engine.runner")
 
     class Slow(Clocked):
-        def poll(self, timeout_s):  # each result takes 4 s
-            self.clock.now += 4.0
+        def poll(self, timeout_s):  # each result takes 5 s
+            self.clock.now += 5.0
             ready, self._ready = self._ready[:1], self._ready[1:]
             return ready
 
@@ -312,7 +312,7 @@ def test_progress_is_logged_every_ten_seconds(clock, caplog):
     run(Slow(clock, slots=1), square, 10, chunk_size=1, progress=lambda d, t: seen.append(d))
     assert seen == list(range(1, 11))
     logged = [r.fields["done"] for r in caplog.records if getattr(r, "event", "") == "progress"]
-    assert logged == [1, 4, 7, 10]  # at 4 s, then 12, 20 and 28 s
+    assert logged == [1, 3, 5, 7, 9]  # at 5 s, then exactly every 10 s
 
 
 def test_summary_counts_nodes_and_times(clock):
@@ -412,3 +412,9 @@ def test_results_for_indices_already_final_are_counted_as_duplicates():
     lost = lost_chunk(Chunk("run-1", "c1", 3, 4), ParamRange(10), "WorkerCrashedError", "x")
     assert runner._handle_lost(Chunk("run-1", "c1", 3, 4), lost).failures == []
     assert runner.summary.duplicates_discarded == 1
+
+
+def test_a_retry_due_later_than_the_poll_cap_waits_in_slices(clock):
+    backend = Clocked(clock, slots=1)
+    run(backend, fails_at_three, 4, chunk_size=4, retry=RetryPolicy(1, base_s=1.2))
+    assert backend.polls == [0.5, 0.5, 0.5, 0.2, 0.5]
