@@ -77,6 +77,19 @@ def driver_peak_mb(n: int) -> tuple[float, float]:
     return driver_run("ray", n)
 
 
+def lazy_space_s() -> float:
+    """Seconds to build two 10M-point spaces, index their last point and write their
+    specs: a space that materialised its points would take seconds and gigabytes."""
+    from ttg_ray.core.params import Grid, ParamRange
+
+    started = time.perf_counter()
+    spaces = [ParamRange(10_000_000), Grid({"a": range(10_000), "b": range(1_000)})]
+    for space in spaces:
+        space[len(space) - 1]
+        space.to_spec()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -87,6 +100,7 @@ def main() -> None:
     sizes = (10_000, 100_000) if args.quick else (1_000_000, 10_000_000)
     print(f"# ttg_ray core speed, {time.strftime('%Y-%m-%d')} on {platform.node()}")
     print(f"{os.cpu_count()} cores, Python {platform.python_version()}\n")
+    print(f"Two lazy 10M-point spaces (build, index, spec): {lazy_space_s() * 1000:.2f} ms\n")
     systems = [
         ("serial loop", serial),
         ("multiprocessing.Pool.map", pool_map),

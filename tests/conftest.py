@@ -9,6 +9,11 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import settings
+
+# Under mutmut (which sets MUTANT_UNDER_TEST) each mutant reruns the property tests:
+# fewer examples keep a full mutation run to minutes; they still find what they find.
+settings.register_profile("mutation", max_examples=15, deadline=None)
 
 REDIS_URL = os.environ.get("TTG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("TTG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -58,3 +63,10 @@ def amqp_url() -> str:
 def run_id() -> str:
     """A run id of this test's own, so tests never share keys or queues."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _quick_property_tests_under_mutmut():
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        settings.load_profile("mutation")
+    yield

@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,3 +80,81 @@ def test_halves_and_retry_chunks_keep_their_lineage():
     assert retry.indices == (12, 13, 17) and retry.attempt == 2
     assert list(retry.iter_indices()) == [12, 13, 17]
     assert chunk.with_indices([4, 5, 6], 2, "-r2").indices is None  # contiguous stays a range
+
+
+def test_planner_defaults_and_gap_order():
+    planner = ChunkPlanner("run-9", [(10, 12), (20, 20), (30, 31)], workers=0)
+    assert (planner.workers, planner.target_chunk_s, planner.min_chunk_s) == (1, 1.0, 0.02)
+    assert (planner.probe_size, planner.max_size, planner.fixed_size) == (16, 100_000, None)
+    assert planner.remaining == 3 and not planner.exhausted
+    first = planner.next_chunk()
+    assert first == Chunk("run-9", "c000000", 10, 12) and planner.remaining == 1
+    assert planner.waiting_for_probe and planner.next_chunk() is None  # one worker, one probe
+    planner.observe("c000000", 2, 0.002)
+    assert not planner.waiting_for_probe
+    assert planner.next_chunk() == Chunk("run-9", "c000001", 30, 31)
+    assert planner.exhausted and planner.remaining == 0 and planner.next_chunk() is None
+
+
+def test_fixed_size_plans_send_no_probes_and_learn_nothing():
+    planner = ChunkPlanner("r", [(0, 10)], chunk_size=4, workers=1)
+    chunks = [planner.next_chunk() for _ in range(3)]
+    assert [(c.lo, c.hi) for c in chunks] == [(0, 4), (4, 8), (8, 10)]
+    assert not planner.waiting_for_probe
+    planner.observe(chunks[0].chunk_id, 4, 1.0)
+    assert planner.per_param_s is None and planner.next_size() == 4
+
+
+def test_observe_smooths_and_ignores_empty_chunks():
+    planner = ChunkPlanner("r", [(0, 100)], workers=2)
+    probe = planner.next_chunk()
+    planner.observe(probe.chunk_id, 0, 5.0)  # no parameters: no timing
+    assert planner.per_param_s is None and not planner.waiting_for_probe
+    planner.observe("x", 10, 1.0)
+    assert planner.per_param_s == 0.1
+    planner.observe("y", 10, 2.0)
+    assert planner.per_param_s == pytest.approx(0.8 * 0.1 + 0.2 * 0.2)
+    planner.observe("z", 10, 0.0)  # instant work still counts as a tiny time
+    assert planner.per_param_s == pytest.approx(0.8 * 0.12 + 0.2 * 1e-8)
+
+
+def test_next_size_is_the_smallest_of_target_guided_and_cap():
+    planner = ChunkPlanner(
+        "r", [(0, 4000)], workers=2, target_chunk_s=1.0, min_chunk_s=0.05, max_size=900
+    )
+    planner.per_param_s = 0.002  # target 500, at least 25, guided 4000 / 4 = 1000
+    assert planner.next_size() == 500
+    planner.remaining = 1200  # guided 300
+    assert planner.next_size() == 300
+    planner.remaining = 20  # guided 5, but never below 25 (min_chunk_s)
+    assert planner.next_size() == 25
+    planner.per_param_s = 0.0001  # target 10,000: capped at 900
+    planner.remaining = 100_000
+    assert planner.next_size() == 900
+    planner.per_param_s = 10.0  # a single parameter is longer than the target
+    assert planner.next_size() == 1
+
+
+def test_probes_wait_per_worker():
+    planner = ChunkPlanner("r", [(0, 100)], workers=2, probe_size=3)
+    a, b = planner.next_chunk(), planner.next_chunk()
+    assert (a.size, b.size) == (3, 3) and planner.next_chunk() is None
+    planner.lost(a.chunk_id)
+    c = planner.next_chunk()
+    assert (c.lo, c.hi, c.chunk_id) == (6, 9, "c000002") and planner.next_chunk() is None
+
+
+def test_halves_of_odd_and_sparse_chunks():
+    a, b = Chunk("r", "c1", 0, 5, attempt=3).halves()
+    assert (a.lo, a.hi, b.lo, b.hi, a.attempt, b.attempt) == (0, 2, 2, 5, 3, 3)
+    a, b = Chunk("r", "c2", 1, 9, indices=(1, 4, 6, 8)).halves()
+    assert (a.indices, b.indices) == ((1, 4), (6, 8))
+    assert (a.lo, a.hi, b.lo, b.hi, a.size, b.size) == (1, 5, 6, 9, 2, 2)
+    assert Chunk("r", "c3", 7, 9, indices=(7, 8)).size == 2 and Chunk("r", "c", 3, 9).size == 6
+
+
+def test_one_worker_by_default_and_a_one_parameter_chunk_is_timed():
+    planner = ChunkPlanner("r", [(0, 10)])
+    assert planner.workers == 1
+    planner.observe("x", 1, 0.5)
+    assert planner.per_param_s == 0.5

@@ -216,7 +216,7 @@ def test_a_value_that_is_not_json_fails_only_its_parameter(request, backend, run
     )  # fmt: skip
     assert [(f.index, f.type) for f in result.failures] == [(5, "Unencodable")]
     assert "value is a set" in result.failures[0].message
-    assert result.values[:5] == [seed_placeholder(i, 0) for i in range(5)]
+    assert result.values == [None if i == 5 else seed_placeholder(i, 0) for i in range(20)]
 
 
 @pytest.mark.parametrize("backend", BROKERS)
@@ -254,4 +254,49 @@ def test_system_exit_in_the_function_fails_only_its_parameter(request, backend, 
         run_id=run_id, on_error="record", **broker(request, backend),
     )  # fmt: skip
     assert [(f.index, f.type, f.attempts) for f in result.failures] == [(3, "SystemExit", 2)]
-    assert result.values[4] == seed_placeholder(4, 0)
+    assert result.values == [None if i == 3 else seed_placeholder(i, 0) for i in range(10)]
+
+
+@pytest.mark.parametrize("code", [2, 3])
+def test_a_local_worker_exiting_with_a_usage_or_service_code_aborts_the_run(redis_url, code):
+    # Exit codes 2 and 3 mean a worker can never work (bad arguments, no broker):
+    # respawning it would loop forever, so the run stops with the reason.
+    from ttg_ray.backends.base import BackendOptions
+    from ttg_ray.backends.queue import RedisBackend
+    from ttg_ray.errors import BackendUnavailable
+
+    backend = RedisBackend(BackendOptions(workers=1, redis_url=redis_url))
+    dead = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+    dead.wait()
+    backend.procs = [dead]
+    with pytest.raises(BackendUnavailable) as err:
+        backend._replace_dead_workers()
+    assert str(err.value) == f"a redis worker exited with code {code}; see its log above"
+    assert backend.procs == []
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+def test_stopping_a_stream_early_stops_its_workers_and_cleans_up(request, backend, run_id):
+    import psutil
+
+    kw = broker(request, backend)
+    fn = functools.partial(seed_placeholder, work_ms=1)
+    sweep = ttg_ray.stream(fn, 5000, backend=backend, workers=2, run_id=run_id, **kw)
+    pairs = iter(sweep)
+    index, param, value = next(pairs)
+    assert value == seed_placeholder(param, 0) and param == index
+    workers = [
+        p for p in psutil.Process().children() if run_id in " ".join(p.cmdline())
+    ]  # fmt: skip
+    assert len(workers) == 2
+    pairs.close()  # the caller stops early: the backend closes
+    assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in workers)
+    assert sweep.summary.processed < 5000
+    url = next(iter(kw.values()))
+    queue = open_adapter(backend, url, run_id)
+    try:
+        stats = queue.depth(run_id)
+        assert (stats.waiting, stats.consumers, stats.results_waiting) == (0, 0, 0)
+    finally:
+        queue.purge(run_id)
+        queue.close()

@@ -4,7 +4,9 @@ message naming os:system, and a Redis restart in the middle of a run."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -12,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,12 +23,13 @@ import pytest
 from conftest import missing_service
 
 import ttg_ray
-from benchmarks.faults import At
+from tests.support.tools import find_tool
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.messages import encode_task
 from ttg_ray.core.params import ParamList
 from ttg_ray.engine.store import read_store
+from ttg_ray.errors import BackendUnavailable
 from ttg_ray.queues import open_adapter
 from ttg_ray.workloads import faulty, seed_placeholder
 
@@ -39,15 +43,6 @@ def broker_kwargs(request, backend: str) -> dict:
     return {"amqp_url": request.getfixturevalue("amqp_url")}
 
 
-def worker_pids(run_id: str) -> list[int]:
-    """The local queue workers of this run (children of this test process)."""
-    return [
-        p.pid
-        for p in psutil.Process().children(recursive=True)
-        if "ttg_ray.worker" in " ".join(p.cmdline()) and run_id in " ".join(p.cmdline())
-    ]
-
-
 def assert_exactly_once(path, n: int, fn) -> None:
     counts = collections.Counter(record["index"] for record in read_store(path))
     assert set(counts) == set(range(n))
@@ -55,35 +50,47 @@ def assert_exactly_once(path, n: int, fn) -> None:
     assert all(r["value"] == fn(r["index"]) for r in read_store(path))
 
 
+class KillWhenBusy:
+    """A progress callback that SIGKILLs the worker running ``hang_at`` (the parameter
+    writes its pid, then sleeps), recording how far the run was at that moment."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+        self.pid: int | None = None
+        self.done_at_kill: int | None = None
+        self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.total = total
+        if self.pid is None and self.marker.exists() and self.marker.read_text():
+            self.pid = int(self.marker.read_text())
+            os.kill(self.pid, signal.SIGKILL)
+            self.done_at_kill = done
+
+
 @pytest.mark.parametrize("backend", BROKERS)
-def test_sigkill_one_of_three_workers_at_30_percent(request, backend, run_id, tmp_path):
-    n, fn = 3000, functools.partial(seed_placeholder, work_ms=2.0)
-    kw = {**broker_kwargs(request, backend), "backend": backend, "workers": 3}
-    kw["chunk_size"] = 50
-    started = time.monotonic()
-    ttg_ray.compute(fn, n, run_id=f"{run_id}-base", **kw)
-    baseline_s = time.monotonic() - started
-
-    victims: list[int] = []
-
-    def kill_one() -> None:
-        pid = worker_pids(run_id)[0]
-        os.kill(pid, signal.SIGKILL)
-        victims.append(pid)
-
-    killer = At(0.3, kill_one)
-    started = time.monotonic()
+def test_sigkill_of_a_busy_worker_mid_run_is_redelivered_and_replaced(
+    request, backend, run_id, tmp_path, caplog
+):
+    n, hang_at = 3000, 1200
+    fn = functools.partial(
+        faulty, work_ms=2.0, hang_params=[hang_at], state_dir=str(tmp_path), hang_s=120
+    )
+    killer = KillWhenBusy(tmp_path / f"hang-{hang_at}.pid")
+    caplog.set_level(logging.WARNING, logger="ttg_ray.backends.queue")
     out = tmp_path / "out.jsonl"
-    result = ttg_ray.compute(fn, n, run_id=run_id, output=out, progress=killer, **kw)
-    faulty_s = time.monotonic() - started
-    assert len(victims) == 1 and _is_gone(victims[0])
+    result = ttg_ray.compute(
+        fn, n, backend=backend, workers=3, chunk_size=50, run_id=run_id, output=out,
+        progress=killer, **broker_kwargs(request, backend),
+    )  # fmt: skip
+    assert killer.pid is not None, "the busy worker was never killed"
+    assert 0 < killer.done_at_kill < n, "the kill did not land inside the run"
+    assert _is_gone(killer.pid)
+    # The killed worker never reported index 1200: its value proves the redelivery.
     assert result.values == [seed_placeholder(i, 0) for i in range(n)]
     assert result.summary.failed == 0
+    assert f"worker pid {killer.pid} exited (-9); starting another" in caplog.messages
     assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
-    print(
-        f"\n{backend}: fault-free {baseline_s:.2f} s, with one worker killed at 30% "
-        f"{faulty_s:.2f} s: recovery cost {faulty_s - baseline_s:+.2f} s"
-    )
 
 
 def _is_gone(pid: int) -> bool:
@@ -185,31 +192,43 @@ class OwnRedis:
 
 
 def sweep_through_a_restart(backend: str, server, run_id: str, tmp_path, pause_s: float) -> None:
-    """A sweep on a broker of the test's own, restarted (persistence on) at 30 %:
-    driver and workers reconnect, and every index arrives exactly once."""
-    restarts = []
+    """A sweep on a broker of the test's own (persistence on), restarted from another
+    thread at 30 % while the driver keeps polling for results: driver and workers
+    reconnect, and every index arrives exactly once. Progress is recorded when the
+    broker went down, to prove the outage hit the middle of the run."""
+    n, fn = 4000, functools.partial(seed_placeholder, work_ms=4.0)
+    seen = [0]
+    due, down_at = threading.Event(), []
+
+    def watch(done: int, total: int) -> None:
+        seen[0] = done
+        if done >= 0.3 * total:
+            due.set()
 
     def restart() -> None:
+        due.wait()
         server.stop()
+        down_at.append(seen[0])
         time.sleep(pause_s)
         server.start()
-        restarts.append(time.monotonic())
 
-    n, fn = 2000, functools.partial(seed_placeholder, work_ms=2.0)
+    restarter = threading.Thread(target=restart, daemon=True)
+    restarter.start()
     out = tmp_path / "out.jsonl"
     url = {"redis_url" if backend == "redis" else "amqp_url": server.url}
     result = ttg_ray.compute(
         fn, n, backend=backend, workers=2, chunk_size=50, run_id=run_id, output=out,
-        progress=At(0.3, restart), **url,
+        progress=watch, **url,
     )  # fmt: skip
-    assert len(restarts) == 1
+    restarter.join(timeout=120)
+    assert len(down_at) == 1 and 0 < down_at[0] < n, down_at
     assert result.values == [seed_placeholder(i, 0) for i in range(n)]
     assert result.summary.failed == 0
     assert_exactly_once(out, n, lambda i: seed_placeholder(i, 0))
 
 
 def require_binary(name: str) -> None:
-    if shutil.which(name) is None:
+    if find_tool(name) is None:
         missing_service(f"the {name} binary")
 
 
@@ -281,5 +300,35 @@ def test_rabbitmq_restart_mid_run_loses_nothing(tmp_path, run_id):
     server.start()
     try:
         sweep_through_a_restart("rabbitmq", server, run_id, tmp_path, pause_s=0.0)
+    finally:
+        server.remove()
+
+
+def test_rabbitmq_results_pushed_to_the_driver_survive_a_restart(run_id):
+    """Pins the bug fixed in 46ce516 (results auto-acked on arrival): results the broker
+    has already pushed towards the driver, but the driver has not read yet, are lost
+    with auto-ack when the broker restarts; with acks on hand-over they come back."""
+    require_binary("rabbitmq-server")
+    server = OwnRabbit()
+    server.start()
+    n, blob = 400, "x" * 20_000  # 8 MB in flight: more than the sockets buffer
+    try:
+        driver = open_adapter("rabbitmq", server.url, run_id)
+        assert driver.consume_results(run_id, timeout_s=0.0) == []  # the consumer is on
+        with open_adapter("rabbitmq", server.url, run_id) as worker:
+            for i in range(n):
+                worker.publish_result(run_id, f"{i}:{blob}".encode())
+        time.sleep(1.0)  # the broker pushes them to the driver, which does not read
+        server.stop()
+        server.start()
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(set(got)) < n and time.monotonic() < deadline:
+            with contextlib.suppress(BackendUnavailable):
+                got += driver.consume_results(run_id, timeout_s=0.5, count=1000)
+        received = {int(body.split(b":", 1)[0]) for body in got}
+        assert received == set(range(n)), f"{n - len(received)} of {n} results lost"
+        driver.purge(run_id)
+        driver.close()
     finally:
         server.remove()

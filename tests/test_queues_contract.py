@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from conftest import missing_service
 
 from ttg_ray.core.messages import decode_task
 from ttg_ray.errors import BackendUnavailable, BadMessage
@@ -121,6 +122,29 @@ def test_quarantine_after_too_many_deliveries(connect):
     assert connect().consume("after", timeout_s=1.0) == []
 
 
+def test_a_quarantined_chunk_whose_consumer_dies_is_quarantined_again(connect):
+    """Pins f6eea68: consume() must not dead-letter a quarantined chunk itself. Its
+    consumer reports it first; one that dies before dead-lettering it leaves it to be
+    quarantined again, never lost in the dead-letter queue with no result sent."""
+    publisher = connect(max_deliveries=1)
+    publisher.publish(b"poison")
+    first = connect(max_deliveries=1)
+    (d,) = take(first, "victim1")
+    assert not d.quarantined
+    first.close()  # the chunk killed its worker
+    second = connect(max_deliveries=1)
+    (d,) = take(second, "victim2")
+    assert "delivered 2 times" in d.quarantined
+    assert publisher.dead_letters() == []
+    second.close()  # dies between consume() and dead_letter()
+    third = connect(max_deliveries=1)
+    (d,) = take(third, "victim3")
+    assert d.body == b"poison" and "delivered 3 times" in d.quarantined
+    third.dead_letter(d, d.quarantined)
+    assert [body for body, _ in publisher.dead_letters()] == [b"poison"]
+    assert third.consume("after", timeout_s=0.5) == []
+
+
 def test_malformed_message_goes_to_dead_letters(connect):
     q = connect()
     q.publish(b"{not json")
@@ -202,3 +226,66 @@ def test_note_running_is_seen_by_another_connection_until_cleared(connect):
     assert seen == [b'{"v": 1, "running": {"chunk_id": "c1"}}']
     worker.note_running("w1", None)
     assert monitor.running() == []
+
+
+@pytest.mark.integration
+def test_wrong_redis_password(tmp_path):
+    """A Redis of the test's own that wants a password: a wrong one is refused with a
+    message that names the flag and hides the password."""
+    import socket
+    import subprocess
+
+    from tests.support.tools import find_tool
+
+    if find_tool("redis-server") is None:
+        missing_service("the redis-server binary")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--appendonly", "no", "--dir", str(tmp_path), "--requirepass", "right-one"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        with pytest.raises(BackendUnavailable) as err:
+            open_adapter("redis", f"redis://:not-it@127.0.0.1:{port}/0", "x").depth()
+        assert "rejected the credentials" in str(err.value)
+        assert "--redis-url / TTG_REDIS_URL" in str(err.value)
+        assert "not-it" not in str(err.value)
+        good = open_adapter("redis", f"redis://:right-one@127.0.0.1:{port}/0", "x")
+        assert good.depth().waiting == 0
+        good.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.integration
+def test_a_rabbitmq_vhost_that_is_refused(amqp_url):
+    bad = amqp_url.rsplit("/", 1)[0] + "/ttg-no-such-vhost"
+    with pytest.raises(BackendUnavailable) as err:
+        open_adapter("rabbitmq", bad, "x", connect_timeout_s=3)
+    assert "refused access to the vhost" in str(err.value)
+    assert "credentials" not in str(err.value)
+
+
+@pytest.mark.integration
+def test_a_result_for_a_finished_run_is_dropped_with_a_warning(amqp_url, run_id, caplog):
+    # The run's result queue is gone (its driver finished): the publish is unroutable.
+    late = open_adapter("rabbitmq", amqp_url, run_id)
+    try:
+        late.publish_result(f"{run_id}-gone", b"late result")
+        assert (
+            f"run {run_id}-gone has no result queue any more (finished?); result dropped"
+            in caplog.messages
+        )
+        late.publish_result(f"{run_id}-gone", b"again")  # the channel still works
+        assert late.depth().waiting == 0
+    finally:
+        late.close()

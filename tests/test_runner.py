@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.fakes import InlineBackend
 from ttg_ray import workloads
+from ttg_ray.core.chunks import Chunk
+from ttg_ray.core.execute import lost_chunk, run_chunk
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import ParamRange
 from ttg_ray.engine.runner import RetryPolicy, Runner
@@ -157,3 +159,264 @@ def test_every_parameter_killing_its_worker_ends_with_all_failed():
     runner, values, failures = run(InlineBackend(kills=lambda chunk: True), square, 40)
     assert not values and sorted(f.index for f in failures) == list(range(40))
     assert runner.summary.failed == 40
+
+
+class Clock:
+    """A monotonic clock that moves only when the backend waits: timing without sleeps."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class Clocked(InlineBackend):
+    """Holds results until asked; a poll with nothing ready waits out its timeout."""
+
+    def __init__(self, clock: Clock, **kwargs):
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.polls: list[float] = []
+        self.submit_times: dict[str, float] = {}
+
+    def submit(self, chunk):
+        self.submit_times[chunk.chunk_id] = self.clock.now
+        super().submit(chunk)
+
+    def poll(self, timeout_s):
+        self.polls.append(round(timeout_s, 6))
+        if not self._ready:
+            self.clock.now += timeout_s
+        return super().poll(timeout_s)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("ttg_ray.engine.runner.time", clock)
+    return clock
+
+
+def fails_at_three(p):
+    return workloads.faulty(p, fail_params=[3])
+
+
+def test_retries_back_off_from_a_non_zero_base(clock):
+    backend = Clocked(clock, slots=1)
+    policy = RetryPolicy(max_retries=3, base_s=0.25, cap_s=0.6)
+    runner, values, failures = run(backend, fails_at_three, 8, chunk_size=4, retry=policy)
+    assert values == {i: workloads.seed_placeholder(i, 0) for i in range(8) if i != 3}
+    assert [(f.index, f.attempts) for f in failures] == [(3, 4)]
+    t = backend.submit_times
+    first_back = t["c000001"]  # submitted when c000000's result (with the failure) came back
+    gaps = [t["c000000-r2"] - first_back, t["c000000-r2-r3"] - t["c000000-r2"]]
+    gaps.append(t["c000000-r2-r3-r4"] - t["c000000-r2-r3"])
+    assert gaps == pytest.approx([0.25, 0.5, 0.6])  # base, doubled, capped
+    assert runner.summary.retries == 3 and runner.summary.failed_indices == [3]
+
+
+def test_a_pending_retry_shortens_the_wait_only_while_a_slot_is_free(clock):
+    backend = Clocked(clock, slots=1)
+    policy = RetryPolicy(max_retries=1, base_s=0.3)
+    run(backend, fails_at_three, 4, chunk_size=4, retry=policy, max_inflight=1)
+    # the first result; then nothing in flight and the retry due in 0.3 s; its result
+    assert backend.polls == [0.5, 0.3, 0.5]
+
+
+def test_default_retry_policy():
+    policy = RetryPolicy()
+    assert (policy.max_retries, policy.base_s, policy.cap_s) == (3, 0.1, 5.0)
+    assert [policy.delay_s(a) for a in (1, 2, 3, 7, 8)] == pytest.approx([0.1, 0.2, 0.4, 5, 5])
+
+
+def test_max_inflight_and_max_chunk_params_are_honoured():
+    backend = InlineBackend(slots=4)
+    runner = Runner(
+        backend, square, ParamRange(300), "run-1", max_inflight=1, max_chunk_params=40,
+        retry=NO_WAIT,
+    )  # fmt: skip
+    assert sum(len(b.values) for b in runner.batches()) == 300
+    assert backend.most_in_flight == 1
+    assert max(c.size for c in backend.submitted) == 40
+
+
+def test_lost_chunk_split_counts_retries_and_logs(caplog):
+    caplog.set_level("INFO", logger="ttg_ray.engine.runner")
+    backend = InlineBackend(kills=lambda c: 2 in c.iter_indices())
+    runner, values, failures = run(backend, square, 4, chunk_size=4)
+    assert values == {0: 0, 1: 1, 3: 9}
+    assert [(f.index, f.type, f.message) for f in failures] == [
+        (2, "WorkerCrashedError", "worker died")
+    ]
+    # 4 params split into 2 + 2, then the half holding 2 into 1 + 1
+    assert runner.summary.retries == 6 and runner.summary.chunks == 5
+    assert [c.chunk_id for c in backend.submitted] == [
+        "c000000", "c000000a", "c000000b", "c000000ba", "c000000bb",
+    ]  # fmt: skip
+    messages = [r.getMessage() for r in caplog.records if r.levelname != "INFO"]
+    assert messages == [
+        "chunk c000000 (4 parameters) was lost: worker died; splitting it to find the cause",
+        "chunk c000000b (2 parameters) was lost: worker died; splitting it to find the cause",
+        "parameter(s) [2] kill their worker: worker died",
+    ]
+
+
+def test_a_lost_single_parameter_delivered_twice_counts_once():
+    backend = InlineBackend(kills=lambda c: 1 in c.iter_indices(), duplicate=True)
+    runner, values, failures = run(backend, square, 2, chunk_size=1)
+    assert values == {0: 0} and [f.index for f in failures] == [1]
+    assert runner.summary.duplicates_discarded == 2  # one copy of each chunk
+    assert (runner.summary.failed, runner.summary.processed) == (1, 2)
+
+
+def test_duplicates_on_the_slow_path_are_discarded_index_by_index():
+    runner, values, failures = run(
+        InlineBackend(duplicate=True), fails_at_three, 8, chunk_size=4, retry=NO_WAIT
+    )
+    assert sorted(values) == [0, 1, 2, 4, 5, 6, 7] and [f.index for f in failures] == [3]
+    # each of the 2 chunks and the 3 retries of index 3 came twice
+    assert runner.summary.duplicates_discarded == 4 + 4 + 3
+    assert runner.summary.retries == 3
+
+
+def test_lifecycle_events_in_order_with_their_fields(clock, caplog):
+    caplog.set_level("INFO", logger="ttg_ray.engine.runner")
+    run(InlineBackend(slots=3), fails_at_three, 10, chunk_size=5, retry=RetryPolicy(1, 0.0))
+    records = [r for r in caplog.records if r.name == "ttg_ray.engine.runner"]
+    events = [(getattr(r, "event", None), getattr(r, "fields", None)) for r in records]
+    assert [e for e, _ in events] == [
+        "starting", "initialized", "running", None, "progress", "completed",
+    ]  # fmt: skip
+    assert all(getattr(r, "run_id", None) == "run-1" for r in records if hasattr(r, "event"))
+    assert events[1][1] == {"capacity": 3, "skipped_resumed": 0}
+    assert events[4][1] == {"done": 9, "total": 10}
+    assert events[5][1] == {"processed": 10, "failed": 1}
+    messages = [r.getMessage() for r in records]
+    assert messages[0] == "starting inline backend"
+    assert messages[1] == "inline ready in 0.00 s with 3 worker slots; 10 of 10 parameters to run"
+    assert messages[2] == "running"
+    assert messages[3] == "retrying 1 failed parameter(s) of chunk c000000 (attempt 2 of 2)"
+    assert messages[4] == "9/10 parameters done"
+    assert messages[5] == "10 parameters in 0.00 s (1 failed)"
+
+
+def test_progress_is_logged_every_ten_seconds(clock, caplog):
+    caplog.set_level("INFO", logger="ttg_ray.engine.runner")
+
+    class Slow(Clocked):
+        def poll(self, timeout_s):  # each result takes 5 s
+            self.clock.now += 5.0
+            ready, self._ready = self._ready[:1], self._ready[1:]
+            return ready
+
+    seen = []
+    run(Slow(clock, slots=1), square, 10, chunk_size=1, progress=lambda d, t: seen.append(d))
+    assert seen == list(range(1, 11))
+    logged = [r.fields["done"] for r in caplog.records if getattr(r, "event", "") == "progress"]
+    assert logged == [1, 3, 5, 7, 9]  # at 5 s, then exactly every 10 s
+
+
+def test_summary_counts_nodes_and_times(clock):
+    class Nameless(Clocked):
+        def submit(self, chunk):
+            super().submit(chunk)
+            self._ready[-1].node = ""
+
+    runner, _, _ = run(Nameless(clock), square, 30, chunk_size=10)
+    s = runner.summary
+    assert s.chunks_per_node == {"unknown": 3}
+    assert (s.backend, s.run_id, s.total, s.chunks) == ("inline", "run-1", 30, 3)
+    assert (s.succeeded, s.processed, s.skipped_resumed) == (30, 30, 0)
+    assert s.startup_s == 0.0 and s.duration_s == 0.0  # the clock never moved
+
+
+def test_store_lines_carry_the_params_of_a_grid_on_both_paths(tmp_path):
+    from ttg_ray.core.params import Grid
+
+    space = Grid({"a": [1, 2, 3], "b": [10, 20]})
+    path = tmp_path / "out.jsonl"
+    runner = Runner(
+        InlineBackend(), lambda p: p["a"] * p["b"] if p != {"a": 2, "b": 10} else 1 / 0,
+        space, "run-1", chunk_size=4, retry=RetryPolicy(0, 0.0), store=ResultStore(path),
+    )  # fmt: skip
+    list(runner.batches())
+    runner.store.close()
+    records = sorted(read_store(path), key=lambda r: r["index"])
+    assert [r["param"] for r in records] == [space[i] for i in range(6)]
+    assert [r.get("value") for r in records] == [10, 20, None, 40, 30, 60]
+    assert records[2]["error"]["type"] == "ZeroDivisionError"
+
+
+def test_the_backend_and_the_chunks_get_the_run_id_and_the_slots():
+    class Recording(InlineBackend):
+        first_poll_after: int | None = None
+
+        def poll(self, timeout_s):
+            if self.first_poll_after is None:
+                self.first_poll_after = len(self.submitted)
+            return super().poll(timeout_s)
+
+    backend = Recording(slots=3)
+    runner = Runner(backend, square, ParamRange(500), "run-7", retry=NO_WAIT)
+    assert runner.max_chunk_params == 100_000
+    assert sum(len(b.values) for b in runner.batches()) == 500
+    assert backend.run_id == "run-7" and {c.run_id for c in backend.submitted} == {"run-7"}
+    # automatic sizing sends one probe per worker slot before it waits for timings
+    assert backend.first_poll_after == 3 and [c.size for c in backend.submitted[:3]] == [16] * 3
+
+
+def test_one_slot_still_keeps_two_chunks_in_flight():
+    class Slow(InlineBackend):
+        def poll(self, timeout_s):
+            ready, self._ready = self._ready[:1], self._ready[1:]
+            return ready
+
+    backend = Slow(slots=1)
+    run(backend, square, 100, chunk_size=10)
+    assert backend.most_in_flight == 2
+    backend = Slow(slots=0)  # a backend that reports no slots still gets one
+    run(backend, square, 100, chunk_size=10)
+    assert backend.most_in_flight == 2
+
+
+def test_halves_due_at_the_same_time_run_in_order(clock):
+    backend = Clocked(clock, slots=1, kills=lambda c: 5 in c.iter_indices())
+    runner, values, failures = run(backend, square, 8, chunk_size=8, max_inflight=1)
+    assert [c.chunk_id for c in backend.submitted] == [
+        "c000000", "c000000a", "c000000b", "c000000ba", "c000000bb", "c000000baa",
+        "c000000bab",
+    ]  # fmt: skip
+    assert [f.index for f in failures] == [5] and len(runner.ledger) == 8
+    assert values == {i: i * i for i in range(8) if i != 5}
+
+
+def test_duration_is_kept_current_while_results_arrive(clock):
+    backend = Clocked(clock, slots=1)
+    runner = Runner(backend, square, ParamRange(40), "run-1", chunk_size=10, retry=NO_WAIT)
+    durations = []
+    for _ in runner.batches():
+        durations.append(runner.summary.duration_s)
+        clock.now += 2.0
+    assert durations == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_results_for_indices_already_final_are_counted_as_duplicates():
+    # Reached when a late copy of a chunk overlaps results another chunk delivered.
+    runner = Runner(InlineBackend(), fails_at_three, ParamRange(10), "run-1", retry=NO_WAIT)
+    runner.ledger.add_range(2, 4)
+    chunk = Chunk("run-1", "c000000", 0, 6)
+    result = run_chunk(fails_at_three, ParamRange(10), chunk)
+    batch = runner._sort_out(chunk, result)
+    assert list(batch.indices) == [0, 1, 4, 5] and batch.failures == []
+    assert runner.summary.duplicates_discarded == 2 and runner.summary.retries == 0
+    runner.summary.duplicates_discarded = 0
+    lost = lost_chunk(Chunk("run-1", "c1", 3, 4), ParamRange(10), "WorkerCrashedError", "x")
+    assert runner._handle_lost(Chunk("run-1", "c1", 3, 4), lost).failures == []
+    assert runner.summary.duplicates_discarded == 1
+
+
+def test_a_retry_due_later_than_the_poll_cap_waits_in_slices(clock):
+    backend = Clocked(clock, slots=1)
+    run(backend, fails_at_three, 4, chunk_size=4, retry=RetryPolicy(1, base_s=1.2))
+    assert backend.polls == [0.5, 0.5, 0.5, 0.2, 0.5]

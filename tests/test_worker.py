@@ -189,3 +189,37 @@ def test_worker_cli_exits_3_when_the_broker_is_unreachable():
     assert proc.returncode == 3
     assert "cannot reach RabbitMQ" in proc.stderr and "hunter2" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_a_worker_whose_driver_dies_exits_by_itself(redis_url, run_id):
+    """--parent-pid: a worker left behind by a killed driver does not run forever."""
+    import psutil
+
+    driver = open_adapter("redis", redis_url, run_id)
+    driver.declare(run_id)
+    spawn = (
+        "import os, subprocess, sys, time\n"
+        "cmd = [sys.executable, '-m', 'ttg_ray.worker', '--backend', 'redis',\n"
+        f"       '--run-id', {run_id!r}, '--parent-pid', str(os.getpid())]\n"
+        "print(subprocess.Popen(cmd).pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    env = {**os.environ, "TTG_REDIS_URL": redis_url}
+    parent = subprocess.Popen([sys.executable, "-c", spawn], env=env, stdout=subprocess.PIPE)
+    worker = psutil.Process(int(parent.stdout.readline()))
+    try:
+        deadline = time.monotonic() + 30
+        while driver.depth().consumers < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert driver.depth().consumers == 1, "the worker never started consuming"
+        assert worker.is_running()
+        parent.kill()  # the driver dies without stopping its worker
+        parent.wait()
+        gone, _ = psutil.wait_procs([worker], timeout=30)
+        assert gone == [worker], "the orphaned worker is still running"
+    finally:
+        if worker.is_running():
+            worker.kill()
+        driver.purge(run_id)
+        driver.close()

@@ -1,3 +1,5 @@
+import zlib
+
 import pytest
 
 from ttg_ray import workloads
@@ -8,12 +10,23 @@ def test_seed_placeholder_matches_the_predecessor_formula():
         assert workloads.seed_placeholder(p, work_ms=0) == (p * 7 + 13) % 1000 + float(
             f"0.{p % 100}"
         )
-    assert workloads.seed_placeholder({"a": 1}, 0) == workloads.seed_placeholder({"a": 1}, 0)
+    # A grid point maps to the CRC-32 of its sorted JSON, then through the same formula.
+    p = zlib.crc32(b'{"a": 1}')
+    assert workloads.seed_placeholder({"a": 1}, 0) == (p * 7 + 13) % 1000 + float(f"0.{p % 100}")
+    assert workloads.seed_placeholder(4.0, 0) == workloads.seed_placeholder(4, 0) == 41.4
 
 
-def test_cpu_bound_is_deterministic():
-    assert workloads.cpu_bound(5, 0.1) == workloads.cpu_bound(5, 0.1)
-    assert workloads.cpu_bound(5, 0.1) != workloads.cpu_bound(6, 0.1)
+def lcg_chain(x: int, steps: int) -> int:
+    for _ in range(steps):
+        x = (x * 1103515245 + 12345) % 2**31
+    return x
+
+
+def test_cpu_bound_is_a_fixed_hash_chain():
+    steps = int(0.1 * workloads.CPU_ITERATIONS_PER_MS)
+    assert workloads.cpu_bound(5, 0.1) == lcg_chain(5, steps)
+    assert workloads.cpu_bound(6, 0.1) == lcg_chain(6, steps) != lcg_chain(5, steps)
+    assert workloads.cpu_bound(7, 0) == 7
 
 
 def test_faulty_fail_and_flaky(tmp_path):

@@ -36,7 +36,7 @@ class InlineBackend(Backend):
         self.closed = False
 
     def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
-        self.fn, self.space = fn, space
+        self.fn, self.space, self.run_id = fn, space, run_id
 
     @property
     def capacity(self) -> int:

@@ -26,6 +26,7 @@ from ray.exceptions import (
     OutOfMemoryError,
     OwnerDiedError,
     RayError,
+    RaySystemError,
     RayTaskError,
     TaskUnschedulableError,
     WorkerCrashedError,
@@ -67,6 +68,18 @@ REQUEST_EVERY_S = 1.0
 # not come back this long after Ray declared it dead are sent once more; the first
 # result wins, the other is counted as a duplicate.
 RESEND_AFTER_NODE_DEATH_S = 15.0
+
+
+def _import_failure(cause: BaseException) -> str | None:
+    """What the workers could not import, if that is why the task failed. Ray reports a
+    function its workers cannot unpickle as a RaySystemError around the ImportError."""
+    if isinstance(cause, RaySystemError):
+        inner = cause.client_exc
+        if isinstance(inner, ImportError) or "No module named" in str(inner):
+            return f"{type(inner).__name__}: {inner}" if isinstance(inner, ImportError) else inner
+        return None
+    return f"{type(cause).__name__}: {cause}" if isinstance(cause, ImportError) else None
+
 
 _metrics: dict[str, Counter] = {}
 _node_label: str | None = None
@@ -521,11 +534,11 @@ class RayBackend(Backend):
             return lost_chunk(chunk, self._space, type(err).__name__, reason)
         except RayTaskError as err:
             cause = err.cause if isinstance(err.cause, BaseException) else err
-            if isinstance(cause, ImportError):  # the workers cannot load the function
+            missing = _import_failure(cause)
+            if missing is not None:  # the workers cannot load the function
                 raise TtgError(
-                    f"chunk {chunk.chunk_id} could not start on Ray: "
-                    f"{type(cause).__name__}: {cause}; install the function's module on "
-                    "every node, or put it on the workers' PYTHONPATH"
+                    f"chunk {chunk.chunk_id} could not start on Ray: {missing}; install the "
+                    "function's module on every node, or put it on the workers' PYTHONPATH"
                 ) from err
             # Failed around the function, not in it (say, a value that cannot be
             # pickled): lost, so the runner narrows it down to the parameter responsible.

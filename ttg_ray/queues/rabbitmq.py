@@ -237,11 +237,15 @@ class RabbitAdapter(QueueAdapter):
         return out
 
     def publish_result(self, run_id: str, body: bytes) -> None:
-        try:
-            with self._guard():
+        # Caught inside the guard: UnroutableError is a channel error, which the guard
+        # would turn into "cannot reach RabbitMQ" and the worker would retry for ever.
+        with self._guard():
+            try:
                 self._send(self.results_queue(run_id), body)
-        except pex.UnroutableError:
-            log.warning("run %s has no result queue any more (finished?); result dropped", run_id)
+            except pex.UnroutableError:
+                log.warning(
+                    "run %s has no result queue any more (finished?); result dropped", run_id
+                )
 
     def consume_results(self, run_id: str, timeout_s: float, count: int = 100) -> list[bytes]:
         """Results are acked as they are handed over, never on arrival: a result in
