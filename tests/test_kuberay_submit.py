@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from tests.conftest import missing_service
+from tests.support.tools import find_tool
 from ttg_ray.kube.cli import main as kube_main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -79,7 +80,7 @@ def running_head(**auth_env: str) -> Iterator[tuple[str, int]]:
     """A real `ray start --head` on free ports in its own temp dir, with ``auth_env`` (e.g.
     RAY_AUTH_MODE=token, RAY_AUTH_TOKEN=...) in its environment; yields the dashboard URL
     and the dashboard agent's port (where KubeRay's probes go), and stops it by PID."""
-    ray_cli = shutil.which("ray")
+    ray_cli = find_tool("ray")
     if ray_cli is None:
         missing_service("the `ray` command (pip install 'ray[default]')")
     temp_dir = f"/tmp/ttgs-{uuid.uuid4().hex[:8]}"

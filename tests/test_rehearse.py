@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_service
+from tests.support.tools import find_tool
 from ttg_ray.workloads import seed_placeholder
 
 PARAMS = 36_000
@@ -131,7 +132,7 @@ def test_what_cannot_be_honoured_is_listed(rehearsal):
 def test_rehearse_sh_is_bash_clean():
     script = Path(__file__).resolve().parents[1] / "kuberay" / "rehearse.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = find_tool("shellcheck")
     if shellcheck is None:
         missing_service("shellcheck (apt-get install shellcheck)")
     proc = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
