@@ -116,6 +116,7 @@ def test_a_runaway_parameter_fails_alone_at_the_memory_limit(request, backend, t
             chunk_size=40,
             max_memory_mb=300,
             max_retries=1,
+            on_error="record",
             output=out,
             progress=from_the_first_result,
             **kwargs,

@@ -135,7 +135,7 @@ def test_an_unencodable_value_fails_once_with_no_retry(
 ):
     out = tmp_path / "r.jsonl"
     result = ttg_ray.compute(
-        leaky, 8, output=out, max_retries=3, **options(request, backend, run_id)
+        leaky, 8, output=out, max_retries=3, on_error="record", **options(request, backend, run_id)
     )
     [failure] = result.failures
     assert (failure.index, failure.type, failure.attempts) == (3, "Unencodable", 1)
