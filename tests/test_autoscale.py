@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_service
+from ttg_ray.engine.store import read_store
 from ttg_ray.kube.netns import Host, Network
 from ttg_ray.workloads import seed_placeholder
 
@@ -146,8 +147,7 @@ def test_a_sweep_grows_the_cluster_from_zero_and_gives_it_back(fake_cluster, tmp
     assert peak >= 2, f"the cluster never grew past {peak} CPUs"
 
     seen = {}
-    for line in out.read_text().splitlines():
-        record = json.loads(line)
+    for record in read_store(out):
         assert record["index"] not in seen
         seen[record["index"]] = record["value"]
     assert sorted(seen) == list(range(PARAMS))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ttg_ray import workloads
+from ttg_ray.engine.store import read_store
 
 
 def cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
@@ -90,7 +91,7 @@ def test_a_failing_parameter_gives_exit_1_and_is_listed(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "failed: index 42 param 42: ValueError" in proc.stdout
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = list(read_store(out))
     assert sorted(r["index"] for r in records) == list(range(200))
     bad = next(r for r in records if r["index"] == 42)
     assert bad["error"]["attempts"] == 2 and "Traceback" in bad["error"]["traceback"]

@@ -23,6 +23,7 @@ from rich.console import Console
 import ttg_ray
 from ttg_ray.core.params import Grid, space_from_spec
 from ttg_ray.engine.progress import ProgressDisplay
+from ttg_ray.engine.store import read_store
 from ttg_ray.errors import InvalidSpace, SweepFailed, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -409,11 +410,11 @@ def test_a_stream_stopped_early_is_consistent_for_resume_and_says_it_ran(warm, t
     sweep.close()
     with pytest.raises(UsageError, match="already been stopped"):
         list(sweep)
-    written = [json.loads(line)["index"] for line in out.read_text().splitlines()]
+    written = [r["index"] for r in read_store(out)]
     assert len(written) == len(set(written)) >= 25
     rest = ttg_ray.compute(double, 400, output=out, resume=True, progress=False)
     assert rest.values == [2 * i for i in range(400)]
-    indices = [json.loads(line)["index"] for line in out.read_text().splitlines()]
+    indices = [r["index"] for r in read_store(out)]
     assert sorted(indices) == list(range(400))
 
 
@@ -491,7 +492,7 @@ def test_a_sampled_cli_sweep_runs(tmp_path):
         "--workers", "1", "--no-dashboard", "--output", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    params = [json.loads(line)["param"] for line in out.read_text().splitlines()]
+    params = [r["param"] for r in read_store(out)]
     assert len(params) == 12 and all(set(p) == {"lr", "act"} for p in params)
 
 
@@ -565,8 +566,5 @@ def test_the_cli_setup_flag_hands_its_result_to_the_function(tmp_path):
         "--output", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    values = {
-        json.loads(line)["index"]: json.loads(line)["value"]
-        for line in out.read_text().splitlines()
-    }
+    values = {r["index"]: r["value"] for r in read_store(out)}
     assert {i: v[0] for i, v in values.items()} == {i: 3 * i for i in range(20)}

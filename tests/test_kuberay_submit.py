@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import missing_service
 from tests.support.tools import find_tool
+from ttg_ray.engine.store import read_store
 from ttg_ray.kube.cli import main as kube_main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -141,7 +142,7 @@ def test_submit_sweep_succeeds_with_summary_and_complete_results(ray_head, tmp_p
 
     assert str(JobSubmissionClient(ray_head).get_job_status(job_id).value) == "SUCCEEDED"
     assert "processed" in logs and "chunks per node" in logs
-    indices = [json.loads(line)["index"] for line in out.read_text().splitlines()]
+    indices = [r["index"] for r in read_store(out)]
     assert sorted(indices) == list(range(300))
     data = json.loads(summary.read_text())
     assert data["processed"] == 300 and data["failed"] == 0 and data["chunks"] == 12
@@ -265,7 +266,7 @@ def test_a_dropped_log_stream_falls_back_to_polling(ray_head, tmp_path):
     assert "log stream dropped; polling its status" in err
     assert f"job {job_id}: SUCCEEDED" in err
     assert "Traceback" not in err
-    indices = sorted(json.loads(line)["index"] for line in out.read_text().splitlines())
+    indices = sorted(r["index"] for r in read_store(out))
     assert indices == list(range(200))
 
 

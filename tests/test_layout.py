@@ -19,7 +19,7 @@ ALLOWED = {
     "engine": {"ttg_ray.core", "ttg_ray.backends.base"},
     "api": {"ttg_ray.core", "ttg_ray.engine", "ttg_ray.backends.base"},
     "cli": {"ttg_ray.core", "ttg_ray.engine", "ttg_ray.backends", "ttg_ray.queues", "ttg_ray.api"},
-    "kube": {"ttg_ray.backends.ray_jobs", "ttg_ray.cli.exits"},
+    "kube": {"ttg_ray.backends.ray_jobs", "ttg_ray.cli.exits", "ttg_ray.engine.store"},
     "config": set(),
     "errors": set(),
     "workloads": set(),

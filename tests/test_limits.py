@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.fakes import InlineBackend
 from ttg_ray.backends.base import BackendOptions
+from ttg_ray.backends.limits import rss_mb
 from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import Progress, cut_short, rest_of, run_chunk
@@ -186,7 +187,13 @@ def test_worker_stops_a_runaway_parameter_at_its_memory_limit(broker, run_id):
     settings, driver = broker
     fn = FunctionRef.parse("support.limits_fns:grows", {"at": [2], "work_ms": 0})
     driver.publish(encode_task(Chunk(run_id, "c1", 0, 6), ParamRange(6), fn))
-    worker, thread = _worker(settings, allow_modules=("support.limits_fns",), max_memory_mb=300)
+    # The chunk's process is forked from this one (the test process, with whatever earlier
+    # tests loaded): the limit is this process's size plus 300 MB, as it would be 300 MB
+    # over a fresh worker's.
+    limit_mb = rss_mb() + 300
+    worker, thread = _worker(
+        settings, allow_modules=("support.limits_fns",), max_memory_mb=limit_mb
+    )
     try:
         (result,) = _results(driver, run_id)
     finally:

@@ -15,7 +15,7 @@ import pytest
 from conftest import missing_service
 from rich.console import Console
 
-from ttg_ray.cli.monitor import Rates, Sampler, as_json, render
+from ttg_ray.cli.monitor import Rates, Sampler, as_json, figures, render
 from ttg_ray.queues import QueueStats, open_adapter
 from ttg_ray.queues import rabbitmq_management as management
 from ttg_ray.queues.rabbitmq_management import (
@@ -245,8 +245,8 @@ def test_render_lists_running_chunks_and_marks_a_stalled_one():
             "param_s": 44,
         },
     ]
-    text = render("t", QueueStats(running=beats), Rates())
-    lines = [line for line in text.splitlines() if "running" in line]
+    rows = figures(QueueStats(running=beats), Rates())
+    lines = [f"{name} {value}" for name, value in rows if name == "running"]
     assert "STALLED c7 45 s, on parameter 77 (77) for 44 s, h w2" in lines[0]
     assert "c1 2 s, on parameter 12 (12) for 0 s, h w1" in lines[1]
 

@@ -247,7 +247,11 @@ def test_specs_round_trip_with_defaults():
     [
         (None, "a space spec must be an object with a 'kind', got None"),
         ({"start": 0}, "a space spec must be an object with a 'kind', got {'start': 0}"),
-        ({"kind": "cube"}, "unknown space kind 'cube'; expected range, grid or list"),
+        (
+            {"kind": "cube"},
+            "unknown space kind 'cube'; expected range, grid, list, frange, linspace, "
+            "logspace, random or quasirandom",
+        ),
         ({"kind": "range", "start": 0}, "malformed 'range' space spec: KeyError('stop')"),
         ({"kind": "grid", "axes": [{"range": [1]}]}, "malformed 'grid' space spec: KeyError"),
         ({"kind": "grid", "axes": 3}, "malformed 'grid' space spec: TypeError"),

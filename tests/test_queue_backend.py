@@ -261,11 +261,10 @@ def test_system_exit_in_the_function_fails_only_its_parameter(request, backend, 
 def test_a_local_worker_exiting_with_a_usage_or_service_code_aborts_the_run(redis_url, code):
     # Exit codes 2 and 3 mean a worker can never work (bad arguments, no broker):
     # respawning it would loop forever, so the run stops with the reason.
-    from ttg_ray.backends.base import BackendOptions
-    from ttg_ray.backends.queue import RedisBackend
+    from ttg_ray.backends.queue import QueueOptions, RedisBackend
     from ttg_ray.errors import BackendUnavailable
 
-    backend = RedisBackend(BackendOptions(workers=1, redis_url=redis_url))
+    backend = RedisBackend(QueueOptions(workers=1, redis_url=redis_url))
     dead = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
     dead.wait()
     backend.procs = [dead]

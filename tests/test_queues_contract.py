@@ -126,21 +126,22 @@ def test_a_quarantined_chunk_whose_consumer_dies_is_quarantined_again(connect):
     """Pins f6eea68: consume() must not dead-letter a quarantined chunk itself. Its
     consumer reports it first; one that dies before dead-lettering it leaves it to be
     quarantined again, never lost in the dead-letter queue with no result sent."""
-    publisher = connect(max_deliveries=1)
+    quarantine = Quarantine(max_deliveries=1)
+    publisher = connect()
     publisher.publish(b"poison")
-    first = connect(max_deliveries=1)
+    first = connect()
     (d,) = take(first, "victim1")
-    assert not d.quarantined
+    assert quarantine.reason(d) == ""
     first.close()  # the chunk killed its worker
-    second = connect(max_deliveries=1)
+    second = connect()
     (d,) = take(second, "victim2")
-    assert "delivered 2 times" in d.quarantined
+    assert "delivered 2 times" in quarantine.reason(d)
     assert publisher.dead_letters() == []
     second.close()  # dies between consume() and dead_letter()
-    third = connect(max_deliveries=1)
+    third = connect()
     (d,) = take(third, "victim3")
-    assert d.body == b"poison" and "delivered 3 times" in d.quarantined
-    third.dead_letter(d, d.quarantined)
+    assert d.body == b"poison" and "delivered 3 times" in quarantine.reason(d)
+    third.dead_letter(d, quarantine.reason(d))
     assert [body for body, _ in publisher.dead_letters()] == [b"poison"]
     assert third.consume("after", timeout_s=0.5) == []
 

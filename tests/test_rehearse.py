@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import missing_service
 from tests.support.tools import find_tool
+from ttg_ray.engine.store import read_store
 from ttg_ray.workloads import seed_placeholder
 
 PARAMS = 36_000
@@ -62,8 +63,7 @@ def test_the_sweep_succeeds_with_every_index_once(rehearsal):
     proc, report = rehearsal
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seen: dict[int, float] = {}
-    for line in Path(report["results_path"]).read_text().splitlines():
-        record = json.loads(line)
+    for record in read_store(report["results_path"]):
         assert record["index"] not in seen
         seen[record["index"]] = record["value"]
     assert sorted(seen) == list(range(PARAMS))

@@ -1,5 +1,6 @@
 """The runner's contract, on an in-process backend: no Ray, no broker."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -321,7 +322,7 @@ def test_summary_counts_nodes_and_times(clock):
     class Nameless(Clocked):
         def submit(self, chunk):
             super().submit(chunk)
-            self._ready[-1].node = ""
+            self._ready[-1] = dataclasses.replace(self._ready[-1], node="")
 
     runner, _, _ = run(Nameless(clock), square, 30, chunk_size=10)
     s = runner.summary

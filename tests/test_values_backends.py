@@ -88,6 +88,7 @@ def cut_in_half(path: Path) -> None:
 def run_everything(request, backend: str, tmp_path: Path, run_id: str) -> dict:
     jsonl, parquet = tmp_path / f"{backend}.jsonl", tmp_path / f"{backend}.parquet"
     opts = options(request, backend, run_id)
+    opts["on_error"] = "record"  # sim fails one parameter on purpose
     result = ttg_ray.compute(sim, GRID, output=jsonl, max_retries=0, **opts)
     ttg_ray.compute(sim, GRID, output=parquet, max_retries=0, **{**opts, "run_id": f"{run_id}p"})
     from_jsonl, from_parquet = ttg_ray.read_results(jsonl), ttg_ray.read_results(parquet)

@@ -53,7 +53,8 @@ class SweepResult:
         the sweep's output file (needs the ``table`` extra: pyarrow and pandas)."""
         from ttg_ray.engine.table import to_pandas
 
-        return to_pandas(self.values, self.failures, self.space)
+        space = self.space if self.space is not None else as_space(len(self.values))
+        return to_pandas(self.values, self.failures, space)
 
 
 @dataclass
@@ -122,9 +123,13 @@ class Sweep:
 
     def __iter__(self) -> Iterator[tuple[int, Any, Any]]:
         space = self._runner.space
-        for batch in self.batches():
-            for index, value in zip(batch.indices, batch.values):
-                yield index, space[index], value
+        batches = self.batches()
+        try:
+            for batch in batches:
+                for index, value in zip(batch.indices, batch.values):
+                    yield index, space[index], value
+        finally:
+            batches.close()  # stopped early: the backend is released now, not at exit
 
     def __del__(self) -> None:
         # Dropped half-way (garbage collected): release the backend all the same.

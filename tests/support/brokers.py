@@ -27,7 +27,7 @@ REDIS_ACL_RULES = (
     "resetkeys ~ttg:* resetchannels -@all +ping +echo +multi +exec +evalsha +script|load "
     "+get +incrby +del +expire +xadd +xread +xreadgroup +xack +xdel +xlen +xrange "
     "+xautoclaim +xclaim +xpending +xinfo|consumers +xgroup|create +xgroup|createconsumer "
-    "+zadd +zrem +zrangebyscore +zcard"
+    "+zadd +zrem +zrangebyscore +zcard +hset +hdel +hgetall"
 )
 # The RabbitMQ rights of the ttg user on vhost ttg: configure, write, read. Publishing
 # through the default exchange (tasks, retries, dead letters, results) needs write on

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -90,11 +91,19 @@ class ChunkProcess:
         self.heard_at = time.monotonic()
         kind, values, failures, position, started = message[:5]
         self.values.extend(values)
-        self.failures.extend(failures)
+        self.failures.extend(self._named(f) for f in failures)
         self.position, self.param_started = position, started
         if kind == "done":
             self.finished = True
             self.compute_s = message[5]
+
+    def _named(self, failure: ParamFailure) -> ParamFailure:
+        """A MemoryError the child raised under its address-space cap says which limit
+        it hit, as the RSS watch's stop does."""
+        if failure.type != "MemoryError" or failure.message or self.max_memory_mb is None:
+            return failure
+        limit = f"max_memory_mb={self.max_memory_mb:g}"
+        return replace(failure, message=f"the parameter ran out of memory under {limit}")
 
     def rss_mb(self) -> float | None:
         return rss_mb(self.pid) if self.alive else None

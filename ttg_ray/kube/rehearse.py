@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ttg_ray.config import child_env
+from ttg_ray.engine.store import read_store
 from ttg_ray.errors import BackendUnavailable, UsageError
 from ttg_ray.kube import dashboard, raystart, render, timeline
 from ttg_ray.kube.netns import Host, Network, check_ready
@@ -354,10 +355,8 @@ class Rehearsal:
 
     def _check_results(self) -> int:
         seen: dict[int, int] = {}
-        with open(self.results / "results.jsonl") as f:
-            for line in f:
-                index = json.loads(line)["index"]
-                seen[index] = seen.get(index, 0) + 1
+        for record in read_store(self.results / "results.jsonl"):
+            seen[record["index"]] = seen.get(record["index"], 0) + 1
         total = _total(self.opts.sweep or render.DEFAULT_SWEEP)
         twice = sum(1 for n in seen.values() if n > 1)
         missing = total - len(seen)
