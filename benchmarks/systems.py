@@ -193,6 +193,8 @@ def ttg_ray_backend(backend: str, **options: Any) -> System:
 def local_ray(workers: int) -> Any:
     import ray
 
+    # ttg_ray keeps its local Ray warm between calls: a peer gets a fresh one of its own.
+    ttg_ray.shutdown()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     return ray
 
