@@ -128,20 +128,20 @@ class _Watch:
     results of those whose watchdog stopped them at a limit."""
 
     def __init__(self):
-        # By run id: one watch serves every sweep of the driver (the warm Ray), and
-        # concurrent sweeps never take each other's reports.
-        self._beats: dict[str, dict[str, dict]] = {}
-        self._stopped: dict[str, list[ChunkResult]] = {}
+        self._beats: dict[str, dict] = {}
+        self._stopped: list[ChunkResult] = []
 
-    def beat(self, run_id: str, chunk_id: str, beat: dict) -> None:
-        self._beats.setdefault(run_id, {})[chunk_id] = beat
+    def beat(self, chunk_id: str, beat: dict) -> None:
+        self._beats[chunk_id] = beat
 
     def stopped(self, result: ChunkResult) -> bool:
-        self._stopped.setdefault(result.run_id, []).append(result)
+        self._stopped.append(result)
         return True
 
-    def take(self, run_id: str) -> tuple[dict[str, dict], list[ChunkResult]]:
-        return self._beats.pop(run_id, {}), self._stopped.pop(run_id, [])
+    def take(self) -> tuple[dict[str, dict], list[ChunkResult]]:
+        beats, stopped = self._beats, self._stopped
+        self._beats, self._stopped = {}, []
+        return beats, stopped
 
 
 class _Watchdog:
@@ -244,7 +244,6 @@ class _Watchdog:
             indices = self.chunk.indices
             index = self.chunk.lo + position if indices is None else indices[position]
         self.watch.beat.remote(
-            self.chunk.run_id,
             self.chunk.chunk_id,
             {
                 "worker": f"{_here()} {self.worker}",
@@ -283,25 +282,6 @@ def _chunk_task(
 @ray.remote
 def _warm_up() -> str:
     return _here()
-
-
-_watch_of_job: dict[str, Any] = {}
-
-
-def _shared_watch(renew: bool = False) -> Any:
-    """The watch actor of this driver's Ray session, on the driver's node, started once
-    and ready before the first sweep's clock starts (it starts a worker process: about a
-    second); later sweeps on the warm Ray reuse it. It goes when the driver does."""
-    context = ray.get_runtime_context()
-    # Job ids start again at 1 in a restarted local Ray; the driver's node id does not.
-    job = f"{context.get_node_id()}/{context.get_job_id()}"
-    if renew or job not in _watch_of_job:
-        here = NodeAffinitySchedulingStrategy(context.get_node_id(), soft=True)
-        watch = _Watch.options(scheduling_strategy=here).remote()
-        ray.get(watch.take.remote(""), timeout=120)
-        _watch_of_job.clear()
-        _watch_of_job[job] = watch
-    return _watch_of_job[job]
 
 
 @dataclass(frozen=True)
@@ -365,7 +345,7 @@ class RayBackend(Backend):
         self._read_at = time.monotonic()
         self._nodes = self._alive_nodes()
         self._check_memory_limit()
-        self._watch = _shared_watch()
+        self._watch = self._new_watch()
         # Starting the worker processes is start-up cost, not sweep time.
         # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
         cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -377,6 +357,11 @@ class RayBackend(Backend):
         # At least 1: with no worker yet (an autoscaling cluster at zero), one chunk is
         # what makes the demand that the autoscaler sees.
         return max(1, int(ray.cluster_resources().get("CPU", 0)))
+
+    def _new_watch(self):
+        """The watch actor, on the driver's node: it goes only when the driver does."""
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        return _Watch.options(scheduling_strategy=here).remote()
 
     def _check_memory_limit(self) -> None:
         """Ray schedules by the ``memory`` each task asks for; one that no node has would
@@ -497,12 +482,12 @@ class RayBackend(Backend):
             return
         self._last_take = now
         try:
-            beats, stopped = ray.get(self._watch.take.remote(self._run_id), timeout=30)
+            beats, stopped = ray.get(self._watch.take.remote(), timeout=30)
         except RayError as err:
             # Chunks already running report to the lost actor: their limits fall back
             # to the silence rule, and new chunks report to a new one.
             log.warning("lost the watch actor (%s); starting another", err)
-            self._watch = _shared_watch(renew=True)
+            self._watch = self._new_watch()
             return
         for chunk_id, beat in beats.items():
             if chunk_id in self._refs:
@@ -574,4 +559,7 @@ class RayBackend(Backend):
                 with contextlib.suppress(RayError, ValueError):
                     ray.cancel(ref)
         self._refs.clear()
-        self._watch = None  # shared by the driver's sweeps; it goes with the driver
+        if self._watch is not None and ray.is_initialized():
+            with contextlib.suppress(RayError, ValueError):
+                ray.kill(self._watch)
+        self._watch = None
