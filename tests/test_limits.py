@@ -7,22 +7,21 @@ import json
 import threading
 import time
 import types
-import uuid
 
 import pytest
 
 from tests.support.fakes import InlineBackend
+from tests.support.memory_queue import memory_broker, results
 from ttg_ray.backends.base import BackendOptions
 from ttg_ray.backends.limits import rss_mb
 from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import Progress, cut_short, rest_of, run_chunk
 from ttg_ray.core.functions import FunctionRef
-from ttg_ray.core.messages import decode_reply, decode_task, encode_task
+from ttg_ray.core.messages import decode_task, encode_task
 from ttg_ray.core.params import ParamRange
 from ttg_ray.engine.runner import Runner
 from ttg_ray.errors import BadMessage, UsageError
-from ttg_ray.queues import open_adapter
 from ttg_ray.workloads import seed_placeholder
 
 pytestmark = pytest.mark.timeout(60)
@@ -139,22 +138,11 @@ def test_decoder_cap_is_the_workers_to_choose():
 
 @pytest.fixture
 def broker(run_id):
-    url = f"memory://{uuid.uuid4().hex}"
-    settings = WorkerSettings(
-        backend="memory", url=url, namespace=run_id, max_retries=1, visibility_timeout_s=0.3
-    )
-    driver = open_adapter("memory", url, run_id)
-    driver.declare(run_id)
-    return settings, driver
+    return memory_broker(run_id)
 
 
 def _results(driver, run_id, n=1, timeout_s=30.0):
-    got = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < n and time.monotonic() < deadline:
-        replies = [decode_reply(b) for b in driver.consume_results(run_id, timeout_s=0.2)]
-        got += [r for r in replies if not isinstance(r, dict)]  # not the heartbeats
-    return got
+    return results(driver, run_id, n, timeout_s)
 
 
 def _worker(settings: WorkerSettings, **changes) -> tuple[QueueWorker, threading.Thread]:

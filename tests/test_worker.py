@@ -8,14 +8,14 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
+from tests.support.memory_queue import memory_broker, results
 from ttg_ray.backends.queue_worker import QueueWorker, WorkerSettings
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef
-from ttg_ray.core.messages import decode_reply, encode_task
+from ttg_ray.core.messages import encode_task
 from ttg_ray.core.params import ParamList, ParamRange
 from ttg_ray.queues import open_adapter
 from ttg_ray.workloads import seed_placeholder
@@ -27,22 +27,7 @@ PLACEHOLDER = FunctionRef.parse("ttg_ray.workloads:seed_placeholder", {"work_ms"
 @pytest.fixture
 def broker(run_id):
     """A private in-memory broker, the worker settings for it, and a driver handle."""
-    url = f"memory://{uuid.uuid4().hex}"
-    settings = WorkerSettings(
-        backend="memory", url=url, namespace=run_id, max_retries=1, visibility_timeout_s=0.3
-    )
-    driver = open_adapter("memory", url, run_id)
-    driver.declare(run_id)
-    return settings, driver
-
-
-def results(driver, run_id, n=1, timeout_s=20.0):
-    got = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < n and time.monotonic() < deadline:
-        replies = [decode_reply(b) for b in driver.consume_results(run_id, timeout_s=0.2)]
-        got += [r for r in replies if not isinstance(r, dict)]  # not the heartbeats
-    return got
+    return memory_broker(run_id)
 
 
 def run_in_thread(worker: QueueWorker) -> threading.Thread:
