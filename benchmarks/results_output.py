@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks.compare import DRIVER as SCALE_DRIVER
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the local clusters started here
 
 STORE = """
@@ -41,19 +43,8 @@ hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({{"s": elapsed, "peak_mb": int(hwm.split()[1]) / 1024}}))
 """
 
-DRIVER = """
-import json, functools, ttg_ray
-from ttg_ray import workloads
-fn = functools.partial(workloads.seed_placeholder, work_ms=0)
-options = {{"include_dashboard": False}} if {backend!r} == "ray" else {{}}
-sweep = ttg_ray.stream(fn, {n}, backend={backend!r}, output={out!r}, workers=2, **options)
-for _ in sweep.batches():
-    pass
-s = sweep.summary
-assert s.processed == s.total, s.to_dict()
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-print(json.dumps({{"rate": s.params_per_second, "peak_mb": int(hwm.split()[1]) / 1024}}))
-"""
+# The driver script: benchmarks.compare's Scale run (the same sweep, rate and peak RSS).
+DRIVER = SCALE_DRIVER
 
 
 def run(code: str) -> dict:
