@@ -124,24 +124,45 @@ class _Limits:
 
 @ray.remote(num_cpus=0)
 class _Watch:
-    """The driver's mailbox for its running chunks: where each is (heartbeats), and the
-    results of those whose watchdog stopped them at a limit."""
+    """The driver's mailbox for its running chunks, one per Ray job (shared by its
+    sweeps, each under its run id): where each chunk is (heartbeats), and the results of
+    those whose watchdog stopped them at a limit."""
 
     def __init__(self):
-        self._beats: dict[str, dict] = {}
-        self._stopped: list[ChunkResult] = []
+        self._beats: dict[str, dict[str, dict]] = {}
+        self._stopped: dict[str, list[ChunkResult]] = {}
 
-    def beat(self, chunk_id: str, beat: dict) -> None:
-        self._beats[chunk_id] = beat
+    def beat(self, run_id: str, chunk_id: str, beat: dict) -> None:
+        self._beats.setdefault(run_id, {})[chunk_id] = beat
 
     def stopped(self, result: ChunkResult) -> bool:
-        self._stopped.append(result)
+        self._stopped.setdefault(result.run_id, []).append(result)
         return True
 
-    def take(self) -> tuple[dict[str, dict], list[ChunkResult]]:
-        beats, stopped = self._beats, self._stopped
-        self._beats, self._stopped = {}, []
-        return beats, stopped
+    def take(self, run_id: str) -> tuple[dict[str, dict], list[ChunkResult]]:
+        return self._beats.pop(run_id, {}), self._stopped.pop(run_id, [])
+
+    def forget(self, run_id: str) -> None:
+        self._beats.pop(run_id, None)
+        self._stopped.pop(run_id, None)
+
+
+# The watch actor of each Ray job this process has been: starting an actor is a new
+# worker process (about 1 s here), which a warm Ray's later sweeps must not pay again.
+_watches: dict[str, Any] = {}
+
+
+def _shared_watch(renew: bool = False) -> Any:
+    """This Ray job's watch actor, started on the driver's node (it goes only when the
+    driver does); ``renew`` replaces one that died."""
+    context = ray.get_runtime_context()
+    node = context.get_node_id()
+    job = f"{node}/{context.get_job_id()}"  # node ids are new with each Ray: no reuse
+    if renew or job not in _watches:
+        here = NodeAffinitySchedulingStrategy(node, soft=True)
+        _watches.clear()  # a watch of an earlier job went with that job's Ray
+        _watches[job] = _Watch.options(scheduling_strategy=here).remote()
+    return _watches[job]
 
 
 class _Watchdog:
@@ -244,6 +265,7 @@ class _Watchdog:
             indices = self.chunk.indices
             index = self.chunk.lo + position if indices is None else indices[position]
         self.watch.beat.remote(
+            self.chunk.run_id,
             self.chunk.chunk_id,
             {
                 "worker": f"{_here()} {self.worker}",
@@ -311,6 +333,7 @@ class RayBackend(Backend):
         self._ready: list[ChunkResult] = []
         self._last_take = 0.0
         self._watch = None
+        self._taking: ray.ObjectRef | None = None  # a take() not answered yet
         self._limits = _Limits(options.timeout_s, options.max_memory_mb)
         self._capacity = 1
         self._run_id = ""
@@ -345,7 +368,7 @@ class RayBackend(Backend):
         self._read_at = time.monotonic()
         self._nodes = self._alive_nodes()
         self._check_memory_limit()
-        self._watch = self._new_watch()
+        self._watch = _shared_watch()
         # Starting the worker processes is start-up cost, not sweep time.
         # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
         cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -357,11 +380,6 @@ class RayBackend(Backend):
         # At least 1: with no worker yet (an autoscaling cluster at zero), one chunk is
         # what makes the demand that the autoscaler sees.
         return max(1, int(ray.cluster_resources().get("CPU", 0)))
-
-    def _new_watch(self):
-        """The watch actor, on the driver's node: it goes only when the driver does."""
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        return _Watch.options(scheduling_strategy=here).remote()
 
     def _check_memory_limit(self) -> None:
         """Ray schedules by the ``memory`` each task asks for; one that no node has would
@@ -478,16 +496,26 @@ class RayBackend(Backend):
         whose workers are killed here; with timeout_s, a chunk whose worker went silent
         (stopped, or stuck holding the interpreter) is taken over as well."""
         now = time.monotonic()
-        if self._watch is None or now - self._last_take < 0.2:
+        if self._watch is None:
             return
-        self._last_take = now
+        if self._taking is None:
+            if now - self._last_take >= 0.2:
+                self._taking = self._watch.take.remote(self._run_id)
+                self._last_take = now
+            return
+        # Never wait for the answer: a sweep shorter than the actor's start-up (a warm
+        # Ray's small sweep) ends without it.
+        ready, _ = ray.wait([self._taking], timeout=0)
+        if not ready:
+            return
+        taking, self._taking = self._taking, None
         try:
-            beats, stopped = ray.get(self._watch.take.remote(), timeout=30)
+            beats, stopped = ray.get(taking)
         except RayError as err:
             # Chunks already running report to the lost actor: their limits fall back
             # to the silence rule, and new chunks report to a new one.
             log.warning("lost the watch actor (%s); starting another", err)
-            self._watch = self._new_watch()
+            self._watch = _shared_watch(renew=True)
             return
         for chunk_id, beat in beats.items():
             if chunk_id in self._refs:
@@ -561,5 +589,5 @@ class RayBackend(Backend):
         self._refs.clear()
         if self._watch is not None and ray.is_initialized():
             with contextlib.suppress(RayError, ValueError):
-                ray.kill(self._watch)
-        self._watch = None
+                self._watch.forget.remote(self._run_id)  # what late chunks reported
+        self._watch, self._taking = None, None
