@@ -31,7 +31,31 @@ def test_run_chunk_keeps_progress_for_a_watchdog():
     progress = Progress()
     result = run_chunk(lambda p: p * 2, ParamRange(10), Chunk("r", "c", 3, 7), progress=progress)
     assert progress.position == 4 and progress.values == [6, 8, 10, 12] == result.values
-    assert progress.param_started is None  # between parameters once done
+    assert progress.finished and progress.running_since(time.monotonic()) is None
+
+
+def test_progress_shows_another_thread_the_running_parameter_and_since_when():
+    progress, release = Progress(), threading.Event()
+    holding = threading.Event()
+
+    def fn(p):
+        if p == 5:
+            holding.set()
+            release.wait(10)
+        return p * 2
+
+    chunk = Chunk("r", "c", 3, 7)
+    runner = threading.Thread(target=run_chunk, args=(fn, ParamRange(10), chunk),
+                              kwargs={"progress": progress})  # fmt: skip
+    runner.start()
+    assert holding.wait(10)
+    first_seen = progress.running_since(100.0)
+    # Two parameters done (3, 4), the third running since the reader first saw it there.
+    assert progress.position == 2 and progress.values == [6, 8]
+    assert first_seen == 100.0 and progress.running_since(105.0) == 100.0
+    release.set()
+    runner.join(10)
+    assert progress.position == 4 and progress.running_since(110.0) is None
 
 
 def test_cut_short_keeps_the_finished_prefix_and_fails_the_stuck_parameter():

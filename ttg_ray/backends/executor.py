@@ -192,7 +192,7 @@ class _Reporter:
         failures = p.failures[self._sent[1] : n_failures]
         first = self._sent[0]
         self._sent = (position, n_failures)
-        started = None if kind == "done" else p.param_started
+        started = None if kind == "done" else p.running_since(time.monotonic())
         try:
             data = ForkingPickler.dumps((kind, values, failures, position, started, *extra))
         except Exception:  # a value that cannot leave this process fails its parameter

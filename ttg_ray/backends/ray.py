@@ -207,9 +207,10 @@ class _Watchdog:
 
     def _over_limit(self) -> tuple[str, str] | None:
         timeout_s, max_mb = self.limits.timeout_s, self.limits.max_memory_mb
-        started = self.progress.param_started
+        now = time.monotonic()
+        started = self.progress.running_since(now)
         if timeout_s is not None and started is not None:
-            ran_s = time.monotonic() - started
+            ran_s = now - started
             if ran_s > timeout_s:
                 return "TimeoutError", f"parameter ran past timeout_s={timeout_s:g} s; stopped"
         if max_mb is not None:
@@ -259,7 +260,7 @@ class _Watchdog:
         p = self.progress
         now = time.monotonic()
         position = p.position
-        started = p.param_started
+        started = p.running_since(now)
         index = None
         if started is not None and position < self.chunk.size:
             indices = self.chunk.indices

@@ -16,13 +16,14 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and not (type(value) is float and math.isnan(value))
 
 
-def exact_partials(values: Iterable[float]) -> tuple[float, ...]:
+def exact_partials(values: Iterable[float], total: float | None = None) -> tuple[float, ...]:
     """Floats whose exact sum is the exact sum of ``values``: the correctly rounded sum,
     then the correctly rounded remainder, until nothing remains. So sums of chunks merge
     exactly: ``math.fsum`` of every chunk's partials is ``math.fsum`` of every value.
-    Each step is one C-speed ``math.fsum`` pass; two or three suffice in practice."""
-    values = list(values)
-    parts: list[float] = []
+    Each step is one C-speed ``math.fsum`` pass; two or three suffice in practice.
+    ``total``, when the caller has it, is ``math.fsum(values)`` (one pass saved)."""
+    values = values if isinstance(values, list) else list(values)
+    parts: list[float] = [] if total is None or not math.isfinite(total) else [total]
     for _ in range(80):  # each remainder is below half an ulp of the last: this ends
         rest = math.fsum(itertools.chain(values, (-p for p in parts)))
         if rest == 0.0 or not math.isfinite(rest):
@@ -48,6 +49,7 @@ class ValueStats:
         """The statistics of ``values``; non-numbers (and NaN) are left out."""
         if not values:
             return cls()
+        total: float | None
         try:  # all numbers, the common case: C speed, no per-value Python code
             total, low, high = math.fsum(values), min(values), max(values)
             numbers = values
@@ -55,12 +57,12 @@ class ValueStats:
             if math.isnan(total) or not (_is_number(low) and _is_number(high)):
                 raise TypeError("needs filtering")
         except (TypeError, OverflowError, ValueError):  # ValueError: inf + -inf
-            numbers = [v for v in values if _is_number(v)]
+            numbers, total = [v for v in values if _is_number(v)], None
             if not numbers:
                 return cls()
             low, high = min(numbers), max(numbers)
         try:
-            partials = exact_partials(numbers)
+            partials = exact_partials(numbers, total)
         except OverflowError:  # finite values whose sum overflows a float
             partials = (math.copysign(math.inf, math.fsum(x / 2 for x in numbers)),)
         except ValueError:  # both infinities: the sum is not a number
