@@ -17,7 +17,7 @@ from ttg_ray.backends.base import Backend, BackendOptions, load_backend
 from ttg_ray.backends.base import backend_options as backend_options_of
 from ttg_ray.core.identity import SweepIdentity
 from ttg_ray.core.ledger import IndexLedger
-from ttg_ray.core.params import ParamsLike, Space, as_space
+from ttg_ray.core.params import ParamsLike, Space, as_space, require_params
 from ttg_ray.core.results import ParamFailure
 from ttg_ray.core.setup import WithSetup
 from ttg_ray.core.summary import Summary
@@ -363,7 +363,12 @@ def _prepare(
         raise InvalidFunction(f"fn must be callable, got {type(fn).__name__}")
     backend_cls = load_backend(backend)
     _check_names(backend_cls, backend_options)
-    space = as_space(params)
+    space = require_params(
+        as_space(params),
+        f"params={_brief(params)}",
+        "pass a count n > 0, a non-empty range or list, a dict of non-empty axes, or a "
+        "Space with at least one parameter",
+    )
     _check_count("chunk_size", chunk_size, minimum=1)
     _check_count("workers", workers, minimum=1)
     _check_count("max_retries", max_retries, minimum=0)
@@ -452,3 +457,8 @@ def _check_count(name: str, value: int | None, minimum: int) -> None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _brief(params: Any) -> str:
+    text = repr(params)
+    return text if len(text) <= 60 else f"{text[:57]}..."

@@ -23,7 +23,14 @@ from ttg_ray.cli.exits import run_main
 from ttg_ray.cli.logs import configure_logging
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
-from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_range
+from ttg_ray.core.params import (
+    Grid,
+    ParamList,
+    ParamRange,
+    Space,
+    parse_range,
+    require_params,
+)
 from ttg_ray.core.sampling import QuasiRandom, RandomSample, parse_axis_text
 from ttg_ray.engine.progress import ProgressDisplay, wanted_by_default
 from ttg_ray.errors import InvalidSpace, UsageError
@@ -209,13 +216,11 @@ def space_from_args(args: argparse.Namespace) -> Space:
         raise UsageError(
             "--sample draws from --grid distributions: add e.g. --grid lr=loguniform:1e-4:1e-1"
         )
-    space = _space(args)
-    if len(space) == 0:
-        raise InvalidSpace(
-            f"the parameter space is empty ({_given(args)}): nothing to run; give at least "
-            "one parameter (for --range START:STOP, STOP above START)"
-        )
-    return space
+    return require_params(
+        _space(args),
+        _given(args),
+        "give at least one parameter (for --range START:STOP, STOP above START)",
+    )
 
 
 def _space(args: argparse.Namespace) -> Space:

@@ -288,6 +288,15 @@ def as_space(params: Any) -> Space:
     )
 
 
+def require_params(space: Space, given: str, hint: str) -> Space:
+    """``space`` itself, or InvalidSpace when it holds no parameter: a sweep of nothing is
+    a mistake to report before any backend starts. ``given`` names what the user passed,
+    ``hint`` what to pass instead."""
+    if len(space) == 0:
+        raise InvalidSpace(f"the parameter space is empty ({given}): nothing to run; {hint}")
+    return space
+
+
 def parse_range(text: str) -> range:
     """'START:STOP[:STEP]' -> range."""
     parts = text.split(":")
