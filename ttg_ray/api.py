@@ -190,8 +190,8 @@ def stream(
             ``(done, total)``; None (default) shows one on a terminal or in a notebook.
         setup: run once per worker process (load a model, a data set); ``fn`` is then
             called as ``fn(param, resource)`` with what setup returned in that process.
-            Ray backend (the queue backends send function names: cache in a module-level
-            variable there).
+            On every backend; the queue backends send its name, so there it must be a
+            module-level function of a module the workers can import, as ``fn`` must.
         output: a JSON Lines file (``.jsonl``) or a Parquet directory (``.parquet``)
             written as results arrive; it records its sweep (space, function, kwargs).
         resume: skip the indices ``output`` already holds (they are not yielded); a file
@@ -380,13 +380,8 @@ def _prepare(
         )
     identity_fn = fn
     if setup is not None:
-        if backend != "ray":
-            raise UsageError(
-                f"setup runs on the Ray backend; the {backend} backend sends function names, "
-                "not code: load the state in your function's module, cached in a module-level "
-                "variable (functools.cache), and it is loaded once per worker there too"
-            )
         fn = WithSetup(fn, setup)
+    backend_cls.check_function(fn)
     # With a result file every value must be one it can keep: each backend then hands
     # back exactly what the file holds (Ray without a file: any picklable value).
     backend_options.setdefault("encode_values", output is not None)
@@ -406,7 +401,7 @@ def _prepare(
     if output is not None:
         checkpoint = open_output(
             output,
-            SweepIdentity.of(identity_fn, space, VERSION),
+            SweepIdentity.of(identity_fn, space, VERSION, setup=setup),
             space,
             resume=resume,
             retry_failed=retry_failed,

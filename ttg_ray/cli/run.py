@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--setup",
         metavar="MODULE:ATTR",
         help="run once per worker process (load a model, a data set); the function is "
-        "then called as f(param, what_setup_returned) (Ray backend)",
+        "then called as f(param, what_setup_returned); importable on the workers, as "
+        "--function is",
     )
     run = p.add_argument_group("execution")
     run.add_argument(
@@ -378,7 +379,9 @@ def _run(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             amqp_url=args.amqp_url,
             external_workers=args.external_workers,
-            allow_modules=(args.function.partition(":")[0],),
+            allow_modules=tuple(
+                ref.partition(":")[0] for ref in (args.function, args.setup) if ref
+            ),
         )
     sweep = stream(
         fn,
