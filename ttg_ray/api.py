@@ -365,7 +365,7 @@ def _prepare(
     _check_names(backend_cls, backend_options)
     space = require_params(
         as_space(params),
-        f"params={_brief(params)}",
+        lambda: f"params={_brief(params)}",
         "pass a count n > 0, a non-empty range or list, a dict of non-empty axes, or a "
         "Space with at least one parameter",
     )

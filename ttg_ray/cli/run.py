@@ -219,7 +219,7 @@ def space_from_args(args: argparse.Namespace) -> Space:
         )
     return require_params(
         _space(args),
-        _given(args),
+        lambda: _given(args),
         "give at least one parameter (for --range START:STOP, STOP above START)",
     )
 
