@@ -60,3 +60,55 @@ def test_a_function_and_a_space_are_checked_first():
         ttg_ray.compute(square, True)
     with pytest.raises(InvalidSpace, match=">= 0, got -5"):
         ttg_ray.stream(square, -5)
+
+
+EMPTY_HINT = (
+    "pass a count n > 0, a non-empty range or list, a dict of non-empty axes, or a Space "
+    "with at least one parameter"
+)
+
+
+@pytest.fixture
+def no_backend(monkeypatch):
+    """Any backend opened from here on fails the test."""
+    from ttg_ray.backends.base import Backend
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"the {self.name} backend was opened")
+
+    monkeypatch.setattr(Backend, "open", refuse)
+
+
+@pytest.mark.parametrize(
+    "params, given",
+    [([], "[]"), (range(0), "range(0, 0)"), (0, "0"), (range(5, 5), "range(5, 5)")],
+)
+@pytest.mark.parametrize("backend", ["ray", "redis", "rabbitmq"])
+def test_an_empty_space_fails_before_any_backend_opens(no_backend, params, given, backend):
+    where = {"address": "127.0.0.1:1"} if backend == "ray" else {"redis_url": "redis://127.0.0.1:1"}
+    if backend == "rabbitmq":
+        where = {"amqp_url": "amqp://127.0.0.1:1"}
+    for entry in (ttg_ray.compute, ttg_ray.stream):
+        with pytest.raises(InvalidSpace) as err:
+            entry(square, params, backend=backend, **where)
+        assert isinstance(err.value, UsageError)
+        assert str(err.value) == (
+            f"the parameter space is empty (params={given}): nothing to run; {EMPTY_HINT}"
+        )
+
+
+def test_an_empty_space_fails_on_a_ray_address_nothing_listens_on():
+    with pytest.raises(InvalidSpace, match=r"^the parameter space is empty \(params=\[\]\)"):
+        ttg_ray.compute(square, [], address="127.0.0.1:1", progress=False)
+
+
+def test_an_empty_grid_axis_fails_before_any_backend_opens(no_backend):
+    for entry in (ttg_ray.compute, ttg_ray.stream):
+        with pytest.raises(InvalidSpace) as err:
+            entry(square, {"a": [1, 2], "b": []})
+        assert str(err.value) == "grid axis 'b' is empty; give it at least one value"
+
+
+def test_an_empty_space_of_a_space_class_fails_too(no_backend):
+    with pytest.raises(InvalidSpace, match=r"^the parameter space is empty \(params=ParamList"):
+        ttg_ray.compute(square, ttg_ray.ParamList([]))

@@ -24,7 +24,7 @@ import ttg_ray
 from ttg_ray.core.params import Grid, space_from_spec
 from ttg_ray.engine.progress import ProgressDisplay
 from ttg_ray.engine.store import read_store
-from ttg_ray.errors import InvalidSpace, SweepFailed, UsageError
+from ttg_ray.errors import InvalidFunction, InvalidSpace, SweepFailed, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -551,9 +551,22 @@ def test_setup_in_process_is_called_once_and_a_new_sweep_replaces_it():
     assert second(0) == (0, 2) and len(calls) == 2
 
 
-def test_setup_on_a_queue_backend_is_refused_with_what_to_do():
-    with pytest.raises(UsageError, match=r"functools\.cache"):
-        ttg_ray.compute(predict, 10, backend="redis", setup=load_model)
+def test_setup_on_a_queue_backend_must_be_importable_and_is_checked_before_anything_starts(
+    monkeypatch,
+):
+    from ttg_ray.backends.base import Backend
+
+    def refuse(self, *args):
+        raise AssertionError("the backend was opened")
+
+    monkeypatch.setattr(Backend, "open", refuse)
+    for backend in ("redis", "rabbitmq"):
+        with pytest.raises(InvalidFunction, match="define it at module level") as err:
+            ttg_ray.stream(predict, 10, backend=backend, setup=lambda: {"scale": 3})
+        assert "module:attr" in str(err.value)
+        # An importable one passes the check: the sweep gets as far as opening its backend.
+        with pytest.raises(AssertionError, match="the backend was opened"):
+            ttg_ray.compute(predict, 10, backend=backend, setup=load_model, progress=False)
 
 
 @pytest.mark.integration

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.messages import (
+    MAX_KWARGS_BYTES,
     decode_result,
     decode_task,
     encode_reply,
@@ -38,6 +39,21 @@ def test_task_round_trip_keeps_everything():
     assert message.chunk == chunk
     assert message.space == space
     assert message.fn == FN
+
+
+def test_a_setup_travels_by_name_with_its_kwargs_and_is_absent_without_one():
+    chunk = Chunk("run1", "c000007", 3, 9)
+    setup = FunctionRef.parse("mymod.models:load", {"path": "/m.bin", "size": 3})
+    body = encode_task(chunk, ParamRange(10), FN, setup=setup)
+    data = json.loads(body)
+    assert data["setup"] == "mymod.models:load"
+    assert data["setup_kwargs"] == {"path": "/m.bin", "size": 3}
+    message = decode_task(body)
+    assert message.setup == setup and message.fn == FN
+    assert decode_task(message.encode()) == message
+    bare = FunctionRef.parse("mymod.models:load")
+    assert "setup_kwargs" not in json.loads(encode_task(chunk, ParamRange(10), FN, setup=bare))
+    assert decode_task(encode_task(chunk, ParamRange(10), FN)).setup is None
 
 
 def test_task_message_has_the_documented_fields():
@@ -79,6 +95,15 @@ def test_list_space_ships_only_the_chunks_window():
         (lambda m: m.update(fn="os.system"), "module:attr"),
         (lambda m: m.update(space={"kind": "pickle"}), "unknown space kind"),
         (lambda m: m.update(run_id=""), "run_id must be a non-empty string"),
+        (lambda m: m.update(setup="os.getcwd"), "module:attr"),
+        (lambda m: m.update(setup=""), "setup must be a non-empty string"),
+        (lambda m: m.update(setup=["ttg_ray.workloads:cpu_bound"]), "setup must be a non-empty"),
+        (lambda m: m.update(setup_kwargs={"a": 1}), "setup_kwargs but no setup"),
+        (lambda m: m.update(setup="m:f", setup_kwargs=[1]), "setup_kwargs must be an object"),
+        (
+            lambda m: m.update(setup="m:f", setup_kwargs={"b": "x" * (MAX_KWARGS_BYTES - 8)}),
+            "kwargs are over",
+        ),
     ],
 )
 def test_wrong_schema_is_a_bad_message_with_the_reason(mutate, reason):

@@ -134,3 +134,43 @@ def test_the_header_records_the_function_reference_and_kwargs():
     assert header["function"] == "ttg_ray.workloads:seed_placeholder"
     assert header["kwargs"] == {"work_ms": 0} and header["ttg_ray"] == "0.1.0"
     assert header["space"] == {"kind": "range", "start": 0, "stop": 5, "step": 1}
+
+
+def load_model(size=1):
+    return size
+
+
+def other_model():
+    return 2
+
+
+def test_the_header_records_the_setup_and_a_file_without_one_has_none():
+    setup = functools.partial(load_model, size=3)
+    header = SweepIdentity.of(sim, ParamRange(5), setup=setup).to_header()
+    assert header["setup"] == {"function": f"{__name__}:load_model", "kwargs": {"size": 3}}
+    assert "setup" not in SweepIdentity.of(sim, ParamRange(5)).to_header()
+    assert SweepIdentity.from_header(header) == SweepIdentity.of(sim, ParamRange(5), setup=setup)
+
+
+@pytest.mark.parametrize(
+    "first, then, says",
+    [
+        (load_model, other_model, "its setup is {"),
+        (load_model, functools.partial(load_model, size=2), '"kwargs": {"size": 2}'),
+        (None, load_model, "its setup is none, this sweep's {"),
+        (load_model, None, "this sweep's none"),
+    ],
+)
+def test_a_file_of_the_same_function_with_another_setup_is_refused(tmp_path, first, then, says):
+    path, space = tmp_path / "r.jsonl", ParamRange(4)
+    checkpoint = open_output(path, SweepIdentity.of(sim, space, setup=first), space)
+    checkpoint.store.write([(0, 0, 0)], [])
+    checkpoint.store.close()
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match="belongs to a different sweep") as err:
+        open_output(path, SweepIdentity.of(sim, space, setup=then), space, resume=True)
+    assert says in str(err.value)
+    assert path.read_bytes() == before
+    again = open_output(path, SweepIdentity.of(sim, space, setup=first), space, resume=True)
+    again.store.close()
+    assert len(again.done) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -66,6 +67,45 @@ def test_function_off_the_allowlist_is_dead_lettered_not_run(broker, run_id, tmp
     assert b"os:system" in body and "not allowed" in reason
     assert [f.type for f in got["evil"].failures] == ["InvalidFunction"]
     assert got["ok"].values == [seed_placeholder(i, 0) for i in range(5)]
+
+
+SETUP_FNS = "support.setup_fns"
+REPORT = FunctionRef.parse(f"{SETUP_FNS}:report")
+COUNTED = FunctionRef.parse(f"{SETUP_FNS}:counted_setup")
+
+
+def test_setup_runs_once_in_the_chunk_process_for_every_chunk_of_the_run(broker, run_id):
+    settings, driver = broker
+    settings = dataclasses.replace(settings, allow_modules=(SETUP_FNS,))
+    for k in range(4):
+        chunk = Chunk(run_id, f"c{k}", 5 * k, 5 * k + 5)
+        driver.publish(encode_task(chunk, ParamRange(20), REPORT, setup=COUNTED))
+    worker = QueueWorker(settings)
+    thread = run_in_thread(worker)
+    got = results(driver, run_id, 4)
+    worker.stop()
+    thread.join(10)
+    values = sorted(v for r in got for v in r.values)
+    assert [v[0] for v in values] == list(range(20))
+    # One process ran every chunk, its setup once: count 1, loaded where it ran.
+    assert {(v[1], v[2], v[3]) for v in values} == {(values[0][3], 1, values[0][3])}
+    assert values[0][3] != os.getpid()  # in the chunk process, not the worker's own
+
+
+def test_setup_off_the_allowlist_is_dead_lettered_not_run(broker, run_id):
+    settings, driver = broker
+    setup = FunctionRef.parse("os:getpid")
+    driver.publish(
+        encode_task(Chunk(run_id, "evil", 0, 2), ParamRange(2), PLACEHOLDER, setup=setup)
+    )
+    worker = QueueWorker(settings)
+    thread = run_in_thread(worker)
+    (result,) = results(driver, run_id)
+    worker.stop()
+    thread.join(10)
+    ((body, reason),) = driver.dead_letters()
+    assert b"os:getpid" in body and "function os:getpid is not allowed" in reason
+    assert [f.type for f in result.failures] == ["InvalidFunction"] * 2
 
 
 def test_malformed_message_is_dead_lettered_and_the_worker_goes_on(broker, run_id):

@@ -17,7 +17,7 @@ from ttg_ray.backends.base import Backend, BackendOptions, load_backend
 from ttg_ray.backends.base import backend_options as backend_options_of
 from ttg_ray.core.identity import SweepIdentity
 from ttg_ray.core.ledger import IndexLedger
-from ttg_ray.core.params import ParamsLike, Space, as_space
+from ttg_ray.core.params import ParamsLike, Space, as_space, require_params
 from ttg_ray.core.results import ParamFailure
 from ttg_ray.core.setup import WithSetup
 from ttg_ray.core.summary import Summary
@@ -190,8 +190,8 @@ def stream(
             ``(done, total)``; None (default) shows one on a terminal or in a notebook.
         setup: run once per worker process (load a model, a data set); ``fn`` is then
             called as ``fn(param, resource)`` with what setup returned in that process.
-            Ray backend (the queue backends send function names: cache in a module-level
-            variable there).
+            On every backend; the queue backends send its name, so there it must be a
+            module-level function of a module the workers can import, as ``fn`` must.
         output: a JSON Lines file (``.jsonl``) or a Parquet directory (``.parquet``)
             written as results arrive; it records its sweep (space, function, kwargs).
         resume: skip the indices ``output`` already holds (they are not yielded); a file
@@ -363,7 +363,12 @@ def _prepare(
         raise InvalidFunction(f"fn must be callable, got {type(fn).__name__}")
     backend_cls = load_backend(backend)
     _check_names(backend_cls, backend_options)
-    space = as_space(params)
+    space = require_params(
+        as_space(params),
+        lambda: f"params={_brief(params)}",
+        "pass a count n > 0, a non-empty range or list, a dict of non-empty axes, or a "
+        "Space with at least one parameter",
+    )
     _check_count("chunk_size", chunk_size, minimum=1)
     _check_count("workers", workers, minimum=1)
     _check_count("max_retries", max_retries, minimum=0)
@@ -375,13 +380,8 @@ def _prepare(
         )
     identity_fn = fn
     if setup is not None:
-        if backend != "ray":
-            raise UsageError(
-                f"setup runs on the Ray backend; the {backend} backend sends function names, "
-                "not code: load the state in your function's module, cached in a module-level "
-                "variable (functools.cache), and it is loaded once per worker there too"
-            )
         fn = WithSetup(fn, setup)
+    backend_cls.check_function(fn)
     # With a result file every value must be one it can keep: each backend then hands
     # back exactly what the file holds (Ray without a file: any picklable value).
     backend_options.setdefault("encode_values", output is not None)
@@ -401,7 +401,7 @@ def _prepare(
     if output is not None:
         checkpoint = open_output(
             output,
-            SweepIdentity.of(identity_fn, space, VERSION),
+            SweepIdentity.of(identity_fn, space, VERSION, setup=setup),
             space,
             resume=resume,
             retry_failed=retry_failed,
@@ -452,3 +452,8 @@ def _check_count(name: str, value: int | None, minimum: int) -> None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _brief(params: Any) -> str:
+    text = repr(params)
+    return text if len(text) <= 60 else f"{text[:57]}..."

@@ -82,6 +82,12 @@ class Backend(ABC):
     def __init__(self, options: BackendOptions):
         self.options = options
 
+    @classmethod
+    def check_function(cls, fn: Callable[[Any], Any]) -> None:
+        """Raise InvalidFunction, before anything starts, if this backend cannot send
+        ``fn`` to its workers. Any callable will do unless a backend says otherwise."""
+        return None
+
     def open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> Backend:
         """Connect (or start a local cluster) and get ready to run ``fn`` over ``space``.
         Raises BackendUnavailable when the backend cannot be reached."""

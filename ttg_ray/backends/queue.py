@@ -27,10 +27,11 @@ from ttg_ray.backends.base import Backend, BackendOptions, RunningChunk
 from ttg_ray.config import BrokerConfig, SigningConfig, child_env, mask_url
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import lost_chunk
-from ttg_ray.core.functions import FunctionRef, ref_of
+from ttg_ray.core.functions import FunctionRef
 from ttg_ray.core.messages import decode_reply, encode_task
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
+from ttg_ray.core.setup import refs_of
 from ttg_ray.core.signing import keyring_from
 from ttg_ray.errors import BackendUnavailable, BadMessage
 from ttg_ray.queues.base import (
@@ -86,8 +87,14 @@ class QueueBackend(Backend):
         brokers = BrokerConfig.from_env(self.options.redis_url, self.options.amqp_url)
         return brokers.url_for(self.adapter_name)
 
+    @classmethod
+    def check_function(cls, fn: Callable[[Any], Any]) -> None:
+        refs_of(fn)  # workers import the function (and its setup) by name
+
     def _open(self, fn: Callable[[Any], Any], space: Space, run_id: str) -> None:
-        self.ref: FunctionRef = ref_of(fn)
+        self.ref: FunctionRef
+        self.setup_ref: FunctionRef | None
+        self.ref, self.setup_ref = refs_of(fn)
         self.space = space
         self.run_id = run_id
         self.url = self.broker_url()
@@ -127,6 +134,7 @@ class QueueBackend(Backend):
             self.ref,
             timeout_s=self.options.timeout_s,
             max_memory_mb=self.options.max_memory_mb,
+            setup=self.setup_ref,
         )
         body = self.keys.seal(body, "task")
         self._call(lambda: self.queue.publish(body))
@@ -215,6 +223,8 @@ class QueueBackend(Backend):
     def _spawn(self) -> None:
         self._spawned += 1
         allow = {self.ref.module, *self.options.allow_modules}
+        if self.setup_ref is not None:
+            allow.add(self.setup_ref.module)
         cmd = [sys.executable, "-m", "ttg_ray.worker", "--backend", self.adapter_name]
         cmd += ["--run-id", self.run_id, "--worker-id", f"{self.run_id}-w{self._spawned}"]
         cmd += ["--max-retries", str(self.options.max_retries), "--parent-pid", str(os.getpid())]

@@ -34,6 +34,7 @@ from ttg_ray.core.messages import (
     encode_result,
 )
 from ttg_ray.core.results import ChunkResult, ParamFailure
+from ttg_ray.core.setup import WithSetup
 from ttg_ray.core.signing import keyring_from
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.queues.base import (
@@ -149,8 +150,7 @@ class QueueWorker:
                 self.keys.open(delivery.body, "task"),
                 max_chunk_params=self.settings.max_chunk_params,
             )
-            self.allowlist.check(message.fn)
-            fn = self._resolve(message.fn)
+            fn = self._function(message)
         except (BadMessage, InvalidFunction) as err:
             self._refuse(delivery, message, err)
             return
@@ -324,6 +324,20 @@ class QueueWorker:
         body = self.keys.seal(body, "result")
         self._call(lambda: self.queue.publish_result(result.run_id, body))
         log.debug("published the result of chunk %s", result.chunk_id)
+
+    def _function(self, message: TaskMessage) -> Callable[[Any], Any]:
+        """The message's function, allowed and imported; with a setup, wrapped so that
+        the chunk process runs setup once (per run) and hands its result to every call.
+        The wrapper's key is the same for every chunk of the run, so the chunk process,
+        which outlives chunks, keeps the resource from one chunk to the next."""
+        self.allowlist.check(message.fn)
+        fn = self._resolve(message.fn)
+        setup = message.setup
+        if setup is None:
+            return fn
+        self.allowlist.check(setup)
+        key = f"{message.chunk.run_id} {message.fn!r} {setup!r}"
+        return WithSetup(fn, self._resolve(setup), key=key)
 
     def _resolve(self, ref: FunctionRef) -> Callable[[Any], Any]:
         key = (ref.name, repr(sorted(ref.kwargs.items())))

@@ -23,7 +23,14 @@ from ttg_ray.cli.exits import run_main
 from ttg_ray.cli.logs import configure_logging
 from ttg_ray.core.events import lifecycle
 from ttg_ray.core.functions import DEFAULT_FUNCTION, FunctionRef, accepts_kwarg
-from ttg_ray.core.params import Grid, ParamList, ParamRange, Space, parse_range
+from ttg_ray.core.params import (
+    Grid,
+    ParamList,
+    ParamRange,
+    Space,
+    parse_range,
+    require_params,
+)
 from ttg_ray.core.sampling import QuasiRandom, RandomSample, parse_axis_text
 from ttg_ray.engine.progress import ProgressDisplay, wanted_by_default
 from ttg_ray.errors import InvalidSpace, UsageError
@@ -119,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--setup",
         metavar="MODULE:ATTR",
         help="run once per worker process (load a model, a data set); the function is "
-        "then called as f(param, what_setup_returned) (Ray backend)",
+        "then called as f(param, what_setup_returned); importable on the workers, as "
+        "--function is",
     )
     run = p.add_argument_group("execution")
     run.add_argument(
@@ -209,13 +217,11 @@ def space_from_args(args: argparse.Namespace) -> Space:
         raise UsageError(
             "--sample draws from --grid distributions: add e.g. --grid lr=loguniform:1e-4:1e-1"
         )
-    space = _space(args)
-    if len(space) == 0:
-        raise InvalidSpace(
-            f"the parameter space is empty ({_given(args)}): nothing to run; give at least "
-            "one parameter (for --range START:STOP, STOP above START)"
-        )
-    return space
+    return require_params(
+        _space(args),
+        lambda: _given(args),
+        "give at least one parameter (for --range START:STOP, STOP above START)",
+    )
 
 
 def _space(args: argparse.Namespace) -> Space:
@@ -373,7 +379,9 @@ def _run(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             amqp_url=args.amqp_url,
             external_workers=args.external_workers,
-            allow_modules=(args.function.partition(":")[0],),
+            allow_modules=tuple(
+                ref.partition(":")[0] for ref in (args.function, args.setup) if ref
+            ),
         )
     sweep = stream(
         fn,

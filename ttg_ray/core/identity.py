@@ -22,30 +22,52 @@ FORMAT = 1
 @dataclass(frozen=True)
 class SweepIdentity:
     """The space (a list space by length and hash), the function (module:attr, or for a
-    lambda or closure its qualified name and a hash of its code) and the kwargs."""
+    lambda or closure its qualified name and a hash of its code), the kwargs, and the
+    per-worker setup described as the function is (``{"function", "kwargs"}``, or None).
+    A header without a setup is a sweep without one."""
 
     space: dict
     function: str
     kwargs: Any
     version: str = ""
+    setup: dict | None = None
 
     @classmethod
-    def of(cls, fn: Callable[[Any], Any], space: Space, version: str = "") -> SweepIdentity:
+    def of(
+        cls,
+        fn: Callable[..., Any],
+        space: Space,
+        version: str = "",
+        setup: Callable[[], Any] | None = None,
+    ) -> SweepIdentity:
         function, kwargs = describe_function(fn)
-        return cls(describe_space(space), function, kwargs, version)
+        described = None
+        if setup is not None:
+            name, setup_kwargs = describe_function(setup)
+            described = {"function": name, "kwargs": setup_kwargs}
+        return cls(describe_space(space), function, kwargs, version, described)
 
     def to_header(self) -> dict:
-        return {
+        header = {
             "ttg_ray": self.version,
             "format": FORMAT,
             "space": self.space,
             "function": self.function,
             "kwargs": self.kwargs,
         }
+        if self.setup is not None:
+            header["setup"] = self.setup
+        return header
 
     @classmethod
     def from_header(cls, header: dict) -> SweepIdentity:
-        return cls(header["space"], header["function"], header["kwargs"], header["ttg_ray"])
+        return cls(
+            header["space"],
+            header["function"],
+            header["kwargs"],
+            header["ttg_ray"],
+            header.get("setup"),
+        )
 
     def difference(self, other: SweepIdentity) -> str | None:
         """How ``other`` (this sweep) differs from self (the file's), or None."""
@@ -53,6 +75,7 @@ class SweepIdentity:
             ("space", self.space, other.space),
             ("function", self.function, other.function),
             ("kwargs", self.kwargs, other.kwargs),
+            ("setup", self.setup, other.setup),
         ):
             if mine != theirs:
                 verb = "are" if what == "kwargs" else "is"
@@ -115,5 +138,7 @@ def _feed(digest: Any, code: types.CodeType) -> None:
 
 
 def _short(value: Any) -> str:
+    if value is None:
+        return "none"
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 100 else text[:97] + "..."

@@ -1,7 +1,8 @@
 """Versioned JSON task and result messages for the queue backends; never pickles.
 
 A task is ``{"v": 1, "run_id", "chunk_id", "lo", "hi", "indices"?, "attempt", "space",
-"fn", "kwargs"}``; a result is ``{"v": 1, "result": <ChunkResult.to_dict()>}``.
+"fn", "kwargs", "setup"?, "setup_kwargs"?}`` (setup: a per-worker setup function, named
+as fn is); a result is ``{"v": 1, "result": <ChunkResult.to_dict()>}``.
 Decoding is strict: anything else raises BadMessage with the reason, so a worker can
 dead-letter it without running anything. Parameters, kwargs and values travel through
 ttg_ray.core.codec, the same codec as the result file.
@@ -31,19 +32,20 @@ MAX_CHUNK_PARAMS = 100_000
 MAX_KWARGS_BYTES = 1024 * 1024
 MAX_ID_CHARS = 200
 _REQUIRED = {"v", "run_id", "chunk_id", "lo", "hi", "attempt", "space", "fn", "kwargs"}
-_OPTIONAL = {"indices", "timeout_s", "max_memory_mb"}
+_OPTIONAL = {"indices", "timeout_s", "max_memory_mb", "setup", "setup_kwargs"}
 
 
 @dataclass(frozen=True)
 class TaskMessage:
-    """One chunk to run: which indices, of which space, through which function, and
-    the run's limits (None: the worker's own)."""
+    """One chunk to run: which indices, of which space, through which function, the
+    run's limits (None: the worker's own) and its per-worker setup (None: none)."""
 
     chunk: Chunk
     space: Space
     fn: FunctionRef
     timeout_s: float | None = None
     max_memory_mb: float | None = None
+    setup: FunctionRef | None = None
 
     def encode(self) -> bytes:
         return encode_task(
@@ -52,6 +54,7 @@ class TaskMessage:
             self.fn,
             timeout_s=self.timeout_s,
             max_memory_mb=self.max_memory_mb,
+            setup=self.setup,
         )
 
 
@@ -62,6 +65,7 @@ def encode_task(
     *,
     timeout_s: float | None = None,
     max_memory_mb: float | None = None,
+    setup: FunctionRef | None = None,
 ) -> bytes:
     """The JSON body of a task message; a list space ships only the chunk's window."""
     body: dict[str, Any] = {
@@ -77,6 +81,10 @@ def encode_task(
     }
     if chunk.indices is not None:
         body["indices"] = list(chunk.indices)
+    if setup is not None:
+        body["setup"] = setup.name
+        if setup.kwargs:
+            body["setup_kwargs"] = setup.kwargs
     for key, limit in (("timeout_s", timeout_s), ("max_memory_mb", max_memory_mb)):
         if limit is not None:
             body[key] = limit
@@ -122,14 +130,12 @@ def decode_task(body: bytes | str, *, max_chunk_params: int = MAX_CHUNK_PARAMS) 
     if len(run_id) > MAX_ID_CHARS or len(chunk_id) > MAX_ID_CHARS:
         raise BadMessage(f"task message run_id or chunk_id is over {MAX_ID_CHARS} characters")
     indices = _indices(data.get("indices"), lo, hi)
-    if not isinstance(data["kwargs"], dict):
-        raise BadMessage("task message field kwargs must be an object")
-    if len(_dumps(data["kwargs"])) > MAX_KWARGS_BYTES:
-        raise BadMessage(f"task message kwargs are over {MAX_KWARGS_BYTES:,} bytes")
+    _check_kwargs(data)
     timeout_s = _limit(data, "timeout_s")
     max_memory_mb = _limit(data, "max_memory_mb")
     try:
         fn = FunctionRef.parse(_text(data, "fn"), codec.decode(data["kwargs"]))
+        setup = _setup(data)
         space = space_from_spec(codec.decode(data["space"]))
     except (InvalidFunction, InvalidSpace, Unencodable) as err:
         raise BadMessage(f"task message: {err}") from err
@@ -140,7 +146,29 @@ def decode_task(body: bytes | str, *, max_chunk_params: int = MAX_CHUNK_PARAMS) 
     if hi > size:
         raise BadMessage(f"task message range {lo}..{hi} exceeds its space of {size}")
     chunk = Chunk(run_id, chunk_id, lo, hi, indices, attempt)
-    return TaskMessage(chunk, space, fn, timeout_s, max_memory_mb)
+    return TaskMessage(chunk, space, fn, timeout_s, max_memory_mb, setup)
+
+
+def _check_kwargs(data: dict) -> None:
+    """kwargs (and setup_kwargs, which need a setup) are objects, together within
+    MAX_KWARGS_BYTES."""
+    if "setup_kwargs" in data and "setup" not in data:
+        raise BadMessage("task message has setup_kwargs but no setup")
+    size = 0
+    for key in ("kwargs", "setup_kwargs"):
+        if key in data:
+            if not isinstance(data[key], dict):
+                raise BadMessage(f"task message field {key} must be an object")
+            size += len(_dumps(data[key]))
+    if size > MAX_KWARGS_BYTES:
+        raise BadMessage(f"task message kwargs are over {MAX_KWARGS_BYTES:,} bytes")
+
+
+def _setup(data: dict) -> FunctionRef | None:
+    """The setup reference, checked as the function's is (InvalidFunction if malformed)."""
+    if "setup" not in data:
+        return None
+    return FunctionRef.parse(_text(data, "setup"), codec.decode(data.get("setup_kwargs", {})))
 
 
 def encode_result(result: ChunkResult) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -286,6 +286,15 @@ def as_space(params: Any) -> Space:
         f"cannot make a parameter space from {type(params).__name__}; "
         "pass an int, a range, a list, a dict of axes (grid) or a Space"
     )
+
+
+def require_params(space: Space, given: Callable[[], str], hint: str) -> Space:
+    """``space`` itself, or InvalidSpace when it holds no parameter: a sweep of nothing is
+    a mistake to report before any backend starts. ``given()`` names what the user
+    passed (called only then), ``hint`` says what to pass instead."""
+    if len(space) == 0:
+        raise InvalidSpace(f"the parameter space is empty ({given()}): nothing to run; {hint}")
+    return space
 
 
 def parse_range(text: str) -> range:
