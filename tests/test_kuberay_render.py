@@ -145,7 +145,13 @@ def test_apply_refuses_core_kinds(monkeypatch):
 
 @pytest.mark.parametrize(
     ("status", "driver_exit_code", "expected"),
-    [("SUCCEEDED", 0, 0), ("FAILED", 2, 2), ("FAILED", None, 1), ("STOPPED", None, 1)],
+    [
+        ("SUCCEEDED", 0, 0),
+        ("FAILED", 2, 2),
+        ("FAILED", None, 1),
+        ("STOPPED", None, 1),
+        ("STOPPED", 143, 1),  # what a stopped driver exits with is the signal's, not the sweep's
+    ],
 )
 def test_job_exit_code(status, driver_exit_code, expected):
     client = SimpleNamespace(
