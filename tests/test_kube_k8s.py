@@ -23,7 +23,7 @@ from tests.support.fake_k8s import (
 )
 from tests.support.k8s_schema import crd_schemas  # noqa: F401 - fixture
 from tests.support.k8s_validate import schema_problems
-from ttg_ray.kube import render
+from ttg_ray.kube import k8s, render
 from ttg_ray.kube.cli import main as kube_main
 
 pytestmark = pytest.mark.timeout(60)
@@ -195,6 +195,27 @@ def test_delete_sends_one_delete_to_the_objects_path(api, capsys, kind, plural):
     assert path not in api.objects
 
 
+def test_apply_creates_then_replaces_with_the_current_resource_version(api, capsys):
+    collection, path = (
+        "/apis/ray.io/v1/namespaces/default/rayclusters",
+        object_path("rayclusters", "ttg-ray"),
+    )
+    assert kube_main(["apply", "raycluster"]) == 0
+    assert capsys.readouterr().out == "raycluster/ttg-ray created\n"
+    assert [(r.method, r.path) for r in api.requests] == [("POST", collection)]
+    assert api.requests[0].body == render.render_raycluster()
+    api.objects[path]["metadata"]["resourceVersion"] = "42"  # as the server moved it on
+
+    assert kube_main(["apply", "raycluster", "--workers", "5"]) == 0
+    assert capsys.readouterr().out == "raycluster/ttg-ray replaced\n"
+    methods = [(r.method, r.path) for r in api.requests[1:]]
+    assert methods == [("POST", collection), ("GET", path), ("PUT", path)]
+    five = render.render_raycluster(render.ClusterOptions(workers=5, max_workers=5))
+    assert api.requests[-1].body == dict(
+        five, metadata=dict(five["metadata"], resourceVersion="42")
+    )
+
+
 def _fails(argv: list[str], capsys) -> tuple[int, str]:
     code = kube_main(argv)
     captured = capsys.readouterr()
@@ -278,6 +299,20 @@ def test_an_unreachable_api_server_exits_3_without_a_traceback(api, capsys, tmp_
         "); is the cluster up (kubectl cluster-info), or does KUBECONFIG name the right one?\n"
     )
     assert api.requests == []
+
+
+def test_a_server_that_never_answers_times_out_and_exits_3(api, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(k8s, "REQUEST_TIMEOUT_S", (0.2, 0.2))
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog), never answers
+        port = silent.getsockname()[1]
+        config = api.kubeconfig(tmp_path).read_text().replace(api.url, f"http://127.0.0.1:{port}")
+        (tmp_path / "kubeconfig").write_text(config)
+        code, err = _fails(["status", "raycluster", "ttg-ray"], capsys)
+    assert code == 3
+    assert err.startswith(
+        f"error: cannot reach the Kubernetes API server at http://127.0.0.1:{port} ("
+    )
+    assert "Read timed out. (read timeout=0.2)" in err
 
 
 def test_no_kubeconfig_exits_3(capsys, tmp_path, monkeypatch):

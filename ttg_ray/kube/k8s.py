@@ -15,6 +15,8 @@ from ttg_ray.errors import BackendUnavailable, TtgError, UsageError
 GROUP, VERSION = "ray.io", "v1"
 PLURALS = {"RayCluster": "rayclusters", "RayJob": "rayjobs", "RayService": "rayservices"}
 KIND_NAMES = {"raycluster": "RayCluster", "rayjob": "RayJob"}
+# (connect, read) per request: a server that accepts and never answers fails, not hangs
+REQUEST_TIMEOUT_S = (5.0, 30.0)
 # RBAC verb -> the client method prefix
 VERBS = {"create": "create", "get": "get", "update": "replace", "delete": "delete"}
 # jobDeploymentStatus values in which KubeRay gave up on the job (activeDeadlineSeconds
@@ -96,7 +98,7 @@ def _call(api: Any, verb: str, namespace: str, plural: str, *rest: Any) -> Any:
     name = rest[0] if isinstance(rest[0], str) else rest[0].get("metadata", {}).get("name")
     method = getattr(api, f"{VERBS[verb]}_namespaced_custom_object")
     try:
-        return method(GROUP, VERSION, namespace, plural, *rest)
+        return method(GROUP, VERSION, namespace, plural, *rest, _request_timeout=REQUEST_TIMEOUT_S)
     except ApiException as err:
         raise _api_error(err, verb, namespace, plural, name) from err
     except (HTTPError, OSError) as err:
