@@ -190,8 +190,9 @@ def test_rayjob_runs_the_cli_with_lifecycle_limits():
     args = build_parser().parse_args(argv[3:])
     assert args.backend == "ray" and args.params == 100_000
     assert spec["shutdownAfterJobFinishes"] is True
-    assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] > 0
-    assert spec["backoffLimit"] >= 0
+    # README: ttlSecondsAfterFinished 600, activeDeadlineSeconds 3600, backoffLimit 0
+    assert spec["ttlSecondsAfterFinished"] == 600 and spec["activeDeadlineSeconds"] == 3600
+    assert spec["backoffLimit"] == 0
 
 
 def test_brokers_persist_and_take_credentials_from_secrets():
@@ -209,14 +210,19 @@ def test_brokers_persist_and_take_credentials_from_secrets():
 
 
 def test_queue_workers_run_the_worker_module_for_each_backend():
-    backends = set()
+    url_variable = {"redis": "TTG_REDIS_URL", "rabbitmq": "TTG_AMQP_URL"}
+    backends = []
     for doc in _docs("queue-workers.yaml"):
         container = doc["spec"]["template"]["spec"]["containers"][0]
-        assert container["command"][:3] == ["python", "-m", "ttg_ray.worker"]
-        backends.add(container["command"][container["command"].index("--backend") + 1])
+        backend = container["command"][container["command"].index("--backend") + 1]
+        backends.append(backend)
+        assert container["command"] == [
+            "python", "-m", "ttg_ray.worker", "--backend", backend,
+            "--allow-module", "ttg_ray.workloads",
+        ]  # fmt: skip
         names = {e["name"] for e in container["env"]}
-        assert names & {"TTG_REDIS_URL", "TTG_AMQP_URL"}
-    assert backends == {"redis", "rabbitmq"}
+        assert names & set(url_variable.values()) == {url_variable[backend]}, backend
+    assert sorted(backends) == ["rabbitmq", "redis"]
 
 
 # A deliberately broken RayCluster: each defect is refused with its exact field path.
@@ -327,4 +333,6 @@ def test_core_kinds_refuse_unknown_fields_and_wrong_types():
     assert _paths(core_problems(deployment, K8S_VERSION)) == {"spec.replicas"}
     service = next(d for d in _docs("redis.yaml") if d["kind"] == "Service")
     service["spec"]["portz"] = []
-    assert core_problems(service, K8S_VERSION)
+    assert core_problems(service, K8S_VERSION) == [
+        Problem("spec", "Additional properties are not allowed ('portz' was unexpected)")
+    ]

@@ -162,11 +162,13 @@ def test_submit_timeout_stops_the_job(ray_head, capsys):
         "submit", "--address", ray_head, "--submission-id", job_id, "--timeout-s", "5", "--",
         "--params", "5000", "--chunk-size", "10", "--work-ms", "50", "--no-progress",
     ])  # fmt: skip
-    assert code != 0, capsys.readouterr()
+    captured = capsys.readouterr()
+    assert code == 1, captured  # documented in `submit --help`: STOPPED exits 1
     from ray.job_submission import JobSubmissionClient
 
     assert str(JobSubmissionClient(ray_head).get_job_status(job_id).value) == "STOPPED"
-    assert "stopping it" in capsys.readouterr().err
+    assert captured.err.count("stopping it") == 1, captured.err  # stopped once, not twice
+    assert f"job {job_id}: STOPPED" in captured.err
 
 
 def test_submit_to_unreachable_dashboard_exits_3(capsys):

@@ -2,9 +2,11 @@
 a sweep as a Ray Job to a dashboard address (``python -m ttg_ray.kuberay`` is the old name,
 kept for one release).
 
-Exit codes: 0 ok (job SUCCEEDED), 1 job failed or stopped (or the sweep's own exit code
-when Ray reports it), 2 bad usage, 3 cluster or API server unreachable, or the Ray token
-missing or wrong (the message says which variables to set).
+Exit codes: 0 ok (job SUCCEEDED), 1 job failed or stopped, --timeout-s included (or the
+sweep's own exit code when Ray reports it for a failed job), 2 bad usage or no such object,
+3 cluster or API server unreachable or unusable (no kubeconfig, credentials refused, RBAC
+forbidden, KubeRay CRDs not installed), or the Ray token missing or wrong (the message says
+which variables to set).
 """
 
 from __future__ import annotations
@@ -80,14 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Submit a sweep as a Ray Job. Everything after -- is passed to "
         "python -m ttg_ray.run in the job (its --grid, --function, --output ...; see "
         "python -m ttg_ray.run --help).",
-        epilog="example: python -m ttg_ray.kube submit --address http://127.0.0.1:8265 -- "
-        "--params 100000 --function ttg_ray.workloads:cpu_bound --summary-json s.json",
+        epilog="exit codes:\n"
+        "  0  the job SUCCEEDED\n"
+        "  1  the job was STOPPED (over --timeout-s, or by hand), or FAILED with no exit code\n"
+        "  N  the job FAILED: the sweep's own exit code (1 some parameters failed, 2 bad input)\n"
+        "  2  bad usage of submit\n"
+        "  3  dashboard unreachable, or the Ray token missing or wrong\n\n"
+        "example:\n  python -m ttg_ray.kube submit --address http://127.0.0.1:8265 -- \\\n"
+        "    --params 100000 --function ttg_ray.workloads:cpu_bound --summary-json s.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--address", default="http://127.0.0.1:8265", help="Ray dashboard URL")
     s.add_argument("--submission-id", help="default: ttg-<random>")
     s.add_argument("--working-dir", help="upload this directory with the job (runtime_env)")
     s.add_argument("--no-follow", action="store_true", help="print the id and return")
-    s.add_argument("--timeout-s", type=float, default=0, help="stop the job after this; 0=never")
+    s.add_argument(
+        "--timeout-s", type=float, default=0, help="stop the job after this (exit 1); 0=never"
+    )
     _rehearse_options(sub)
     return p
 

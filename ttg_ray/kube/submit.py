@@ -94,13 +94,18 @@ def follow(client: Any, job_id: str, address: str, out, timeout_s: float = 0) ->
         print(f"job {job_id}: over --timeout-s {timeout_s:g}; stopping it", file=sys.stderr)
         with job_api_errors(address):
             client.stop_job(job_id)
+        deadline = None  # stopped once is enough
     return wait_for_end(client, job_id, address, deadline)
 
 
 def job_exit_code(client: Any, job_id: str, status: str) -> int:
-    """0 when SUCCEEDED; else the sweep's own exit code when Ray knows it, else 1."""
+    """0 when SUCCEEDED; 1 when STOPPED (by --timeout-s or by hand: whatever the stopped
+    driver exited with is the signal's, not the sweep's); when FAILED the sweep's own exit
+    code if Ray knows it, else 1."""
     if status == "SUCCEEDED":
         return 0
+    if status == "STOPPED":
+        return 1
     code = getattr(client.get_job_info(job_id), "driver_exit_code", None)
     return code if isinstance(code, int) and code > 0 else 1
 
