@@ -40,6 +40,7 @@ def leaky(p: int) -> object:
 
 @pytest.fixture(scope="module")
 def local_ray():
+    ttg_ray.shutdown()  # a warm Ray an earlier test module's sweep left running
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()

@@ -36,6 +36,7 @@ from ttg_ray.core.messages import (
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.setup import WithSetup
 from ttg_ray.core.signing import keyring_from
+from ttg_ray.core.summary import ValueStats
 from ttg_ray.errors import BackendUnavailable, BadMessage, InvalidFunction, TtgError
 from ttg_ray.queues.base import (
     DEFAULT_VISIBILITY_TIMEOUT_S,
@@ -229,6 +230,7 @@ class QueueWorker:
             values=values,
             failures=failures,
             compute_s=compute_s,
+            stats=ValueStats.of(values),  # here, not on the driver: it serves every worker
             node=self.node,
             worker=self.id,
         )

@@ -22,6 +22,7 @@ from ttg_ray.errors import Unencodable
 
 TAG = "$ttg"
 _PLAIN = (str, int, bool, type(None))
+_SCALARS = {*_PLAIN, float}  # decoded as they are
 _ARRAY_KINDS = "biufc"  # bool, signed, unsigned, float, complex
 _FLOAT_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _HINTS = {
@@ -57,6 +58,8 @@ def decode(data: Any) -> Any:
     know (it never guesses)."""
     kind = type(data)
     if kind is list:
+        if set(map(type, data)) <= _SCALARS:  # a chunk's numbers: nothing to decode
+            return data
         return [decode(v) for v in data]
     if kind is dict:
         if TAG in data:
