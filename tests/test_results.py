@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from ttg_ray.core import codec
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary
 from ttg_ray.engine.store import ResultStore, drop_failures, read_header, read_store
@@ -16,7 +17,7 @@ def test_store_writes_the_documented_line_format(tmp_path):
     path = tmp_path / "out.jsonl"
     store = ResultStore(path)
     failure = ParamFailure(7, 7, "ValueError", "boom", "Traceback...", attempts=4)
-    store.write([(5, 5, 62.07), (6, {"a": 1}, [1, 2]), (8, 8, math.inf)], [failure])
+    store.write([5, 6, 8], [5, {"a": 1}, 8], [62.07, [1, 2], math.inf], [failure])
     store.close()
     header, *lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert header == {"ttg_ray": ""}
@@ -36,6 +37,30 @@ def test_store_writes_the_documented_line_format(tmp_path):
     }
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1, 2.5, -0.1],  # the direct formatting: ints and finite floats
+        [1.5, math.inf, 2],  # an inf among numbers
+        [math.nan, 1.0, 2.0],
+        [1e308, 1e308, 1.0],  # finite, but their sum overflows
+        [True, 2, 3.0],  # a bool is not a number here: it stays a bool
+        [1, None, 2.0],
+    ],
+)
+def test_store_writes_standard_json_that_reads_back_the_same_values(tmp_path, values):
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path)
+    store.write(range(10, 13), range(10, 13), values, [])
+    store.close()
+    lines = path.read_text().splitlines()[1:]
+    for line in lines:
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON: {c}"))
+    back = [codec.decode(r["value"]) for r in read_store(path)]
+    assert [(type(v), repr(v)) for v in back] == [(type(v), repr(v)) for v in values]
+    assert [r["index"] for r in read_store(path)] == [r["param"] for r in read_store(path)]
+
+
 def test_store_refuses_to_overwrite_without_resume(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_text('{"index": 0, "param": 0, "value": 1}\n')
@@ -48,7 +73,7 @@ def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
     path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\n{"index": 1, "par')
     assert [r["index"] for r in read_store(path)] == [0]
     store = ResultStore(path, resume=True)
-    store.write([(1, 1, 2)], [])
+    store.write([1], [1], [2], [])
     store.close()
     assert [r["index"] for r in read_store(path)] == [0, 1]
     assert path.read_text().count("\n") == 3
@@ -123,7 +148,7 @@ def test_a_file_that_is_not_a_result_file_is_refused_and_left_untouched(tmp_path
 def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
     path = tmp_path / "out.jsonl"
     store = ResultStore(path, {"space": {"kind": "range"}})
-    store.write([(0, 0, 1.5)], [ParamFailure(1, 1, "ValueError", "boom")])
+    store.write([0], [0], [1.5], [ParamFailure(1, 1, "ValueError", "boom")])
     store.close()
     drop_failures(path)
     assert read_header(path)["space"] == {"kind": "range"}

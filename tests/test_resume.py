@@ -30,9 +30,9 @@ def other_sim(p):
 def write_sweep(path, fn, space, failed=()):
     """A finished (or half-finished) run of ``fn`` over ``space``, as the runner writes."""
     checkpoint = open_output(path, SweepIdentity.of(fn, space), space)
-    successes = [(i, space[i], sim(i)) for i in range(len(space)) if i not in failed]
+    ok = [i for i in range(len(space)) if i not in failed]
     failures = [ParamFailure(i, space[i], "ValueError", "boom") for i in failed]
-    checkpoint.store.write(successes, failures)
+    checkpoint.store.write(ok, [space[i] for i in ok], [sim(i) for i in ok], failures)
     checkpoint.store.close()
 
 
@@ -164,7 +164,7 @@ def test_the_header_records_the_setup_and_a_file_without_one_has_none():
 def test_a_file_of_the_same_function_with_another_setup_is_refused(tmp_path, first, then, says):
     path, space = tmp_path / "r.jsonl", ParamRange(4)
     checkpoint = open_output(path, SweepIdentity.of(sim, space, setup=first), space)
-    checkpoint.store.write([(0, 0, 0)], [])
+    checkpoint.store.write([0], [0], [0], [])
     checkpoint.store.close()
     before = path.read_bytes()
     with pytest.raises(OutputError, match="belongs to a different sweep") as err:

@@ -93,8 +93,8 @@ def test_a_chunk_that_kills_its_worker_is_split_until_the_culprit_is_alone():
 def test_resume_runs_only_missing_indices(tmp_path):
     path = tmp_path / "out.jsonl"
     store = ResultStore(path)
-    store.write([(i, i, i * i) for i in range(0, 40)], [])
-    store.write([(i, i, i * i) for i in range(70, 80)], [])
+    store.write(range(0, 40), range(0, 40), [i * i for i in range(0, 40)], [])
+    store.write(range(70, 80), range(70, 80), [i * i for i in range(70, 80)], [])
     store.close()
     done = IndexLedger()
     done.add_range(0, 40)

@@ -22,8 +22,9 @@ def value(i: int):
 
 
 def write(store, space, n, failed=()):
-    rows = [(i, space[i], value(i)) for i in range(n) if i not in failed]
-    store.write(rows, [ParamFailure(i, space[i], "ValueError", f"bad {i}") for i in failed])
+    ok = [i for i in range(n) if i not in failed]
+    failures = [ParamFailure(i, space[i], "ValueError", f"bad {i}") for i in failed]
+    store.write(ok, [space[i] for i in ok], [value(i) for i in ok], failures)
     store.close()
 
 
@@ -52,7 +53,7 @@ def test_mixed_and_nested_values_fall_back_to_exact_json_cells(tmp_path):
     header = SweepIdentity.of(value, space).to_header()
     cells = [1, 2.5, np.eye(2, dtype=np.int8), {"deep": [math.inf, None]}]
     store = ParquetStore(tmp_path / "r.parquet", header)
-    store.write([(i, i, v) for i, v in enumerate(cells)], [])
+    store.write(range(len(cells)), range(len(cells)), cells, [])
     store.close()
     frame = read_results(tmp_path / "r.parquet")
     back = frame["value"].tolist()
@@ -74,7 +75,7 @@ def test_each_part_is_written_whole_and_resume_reads_them(tmp_path):
         tmp_path / "r.parquet", SweepIdentity.of(value, space), space, retry_failed=True
     )
     assert checkpoint.done.gaps(10) == [(4, 5)]
-    checkpoint.store.write([(4, 4, value(4))], [])
+    checkpoint.store.write([4], [4], [value(4)], [])
     checkpoint.store.close()
     frame = read_results(tmp_path / "r.parquet")
     assert frame["index"].tolist() == list(range(10)) and frame["error_type"].isna().all()

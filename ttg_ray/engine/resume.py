@@ -5,7 +5,7 @@ one that is not a ttg_ray result file at all, is refused and left untouched."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +21,11 @@ from ttg_ray.errors import OutputError
 
 class Store(Protocol):
     def write(
-        self, successes: list[tuple[int, Any, Any]], failures: list[ParamFailure]
+        self,
+        indices: Sequence[int],
+        params: Sequence[Any],
+        values: Sequence[Any],
+        failures: list[ParamFailure],
     ) -> None: ...
 
     def close(self) -> None: ...

@@ -283,14 +283,13 @@ class Runner:
         else:
             s.add_values(batch.values)
         if self.store is not None:
-            self.store.write(self._successes(batch), batch.failures)
+            self.store.write(batch.indices, self._params(batch), batch.values, batch.failures)
 
-    def _successes(self, batch: Batch) -> list[tuple[int, Any, Any]]:
+    def _params(self, batch: Batch) -> list[Any]:
+        """The parameters of the batch's successes, in order."""
         if isinstance(batch.indices, range) and batch.indices.step == 1:
-            params = self.space.iter_slice(batch.indices.start, batch.indices.stop)
-        else:
-            params = (self.space[i] for i in batch.indices)
-        return list(zip(batch.indices, params, batch.values))
+            return list(self.space.iter_slice(batch.indices.start, batch.indices.stop))
+        return [self.space[i] for i in batch.indices]
 
     def _report_stalls(self, planner: ChunkPlanner) -> None:
         now = time.monotonic()

@@ -5,8 +5,9 @@ ttg_ray.core.codec, so the file is standard JSON and reads back with the same va
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,28 @@ from ttg_ray.errors import OutputError
 HEADER_KEY = "ttg_ray"
 
 
-def _line(index: int, param: Any, value: Any) -> str:
-    # The common case (int parameter, finite number) skips json.dumps: 5x faster.
-    if type(param) is int and (type(value) is int or (type(value) is float and value - value == 0)):
-        return f'{{"index":{index},"param":{param},"value":{value!r}}}\n'
-    return codec.dumps({"index": index, "param": param, "value": value}) + "\n"
+def _lines(indices: Sequence[int], params: Sequence[Any], values: Sequence[Any]) -> list[str]:
+    """One JSON line per success. When every parameter is an int and every value a
+    finite int or float (a sweep of numbers), the lines are formatted directly, with no
+    per-line check or json.dumps: about 4x faster, and the driver writes a million."""
+    if _ints(params) and _finite_numbers(values):
+        return [
+            f'{{"index":{i},"param":{p},"value":{v!r}}}\n'
+            for i, p, v in zip(indices, params, values)
+        ]
+    return [
+        codec.dumps({"index": i, "param": p, "value": v}) + "\n"
+        for i, p, v in zip(indices, params, values)
+    ]
+
+
+def _ints(items: Sequence[Any]) -> bool:
+    return isinstance(items, range) or set(map(type, items)) <= {int}
+
+
+def _finite_numbers(values: Sequence[Any]) -> bool:
+    # An inf or NaN makes the sum inf or NaN (so does an overflow: then the slow path).
+    return set(map(type, values)) <= {int, float} and math.isfinite(sum(values))
 
 
 def _failure_line(failure: ParamFailure) -> str:
@@ -63,8 +81,15 @@ class ResultStore:
         self._created = not existed
         self._written = False
 
-    def write(self, successes: list[tuple[int, Any, Any]], failures: list[ParamFailure]) -> None:
-        lines = [_line(i, p, v) for i, p, v in successes]
+    def write(
+        self,
+        indices: Sequence[int],
+        params: Sequence[Any],
+        values: Sequence[Any],
+        failures: list[ParamFailure],
+    ) -> None:
+        """Append the successes (three columns of one length) and the failures."""
+        lines = _lines(indices, params, values)
         lines += [_failure_line(f) for f in failures]
         self._file.write("".join(lines))
         self._file.flush()

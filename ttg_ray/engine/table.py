@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +169,14 @@ class ParquetStore:
                 "choose a writable --output path"
             ) from err
 
-    def write(self, successes: list[tuple[int, Any, Any]], failures: list[ParamFailure]) -> None:
-        self._rows.extend(successes)
+    def write(
+        self,
+        indices: Sequence[int],
+        params: Sequence[Any],
+        values: Sequence[Any],
+        failures: list[ParamFailure],
+    ) -> None:
+        self._rows.extend(zip(indices, params, values))
         self._failures.extend(failures)
         pending = len(self._rows) + len(self._failures)
         late = time.monotonic() - self._last_flush >= self._flush_s
