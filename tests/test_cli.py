@@ -51,6 +51,8 @@ def cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
         (["--output", "/proc/forbidden/out.jsonl"], "cannot write"),
         (["--summary-json", "/proc/forbidden/s.json"], "cannot write there"),
         (["--summary-json", "/"], "cannot write there"),
+        (["--workrs", "2"], "unrecognized arguments: --workrs 2; did you mean --workers?"),
+        (["--max-retry=2"], "did you mean --max-retries?"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args, message):

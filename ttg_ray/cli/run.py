@@ -7,6 +7,7 @@ input, 3 backend unreachable, 130 interrupted (rerun with --resume).
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
 import logging
@@ -42,10 +43,22 @@ DEFAULT_WORK_MS = 1.0
 
 
 class _Parser(argparse.ArgumentParser):
-    """Bad usage gets one line, not the whole usage text."""
+    """Bad usage gets one line, not the whole usage text; a misspelt option, the
+    closest valid one."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+        hint = self._closest_option(message)
+        self.exit(2, f"error: {message}; {hint}see {self.prog} --help\n")
+
+    def _closest_option(self, message: str) -> str:
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in message.split(":", 1)[1].split():
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)
+            if word.startswith("--") and close:
+                return f"did you mean {close[0]}? "
+        return ""
 
 
 EPILOG = """\
