@@ -107,6 +107,21 @@ def test_every_value_reads_back_the_same(value):
     assert same(codec.normal(value), expected(value))
 
 
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        [0.1 * i for i in range(1000)],  # a chunk's values, kept as they are
+        [1e308, 1e308, -0.0],  # finite, though their sum overflows
+        [1.5, math.inf, 2],
+        [math.nan, 1, "a", None, True],
+    ],
+)
+def test_lists_of_numbers_read_back_the_same(numbers):
+    text = codec.dumps(numbers)
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not standard JSON"))
+    assert same(codec.loads(text), numbers)
+
+
 def test_a_float32_comes_back_equal_to_itself():
     x = np.float32(0.1)
     back = codec.loads(codec.dumps(x))

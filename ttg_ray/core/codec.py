@@ -85,6 +85,17 @@ def loads(text: str | bytes) -> Any:
     return decode(json.loads(text))
 
 
+def _plain_numbers(items: list) -> bool:
+    """True when every item is JSON already: str, int, bool, None, finite float."""
+    kinds = set(map(type, items))
+    if not kinds <= _SCALARS:
+        return False
+    if float not in kinds:
+        return True
+    floats = items if kinds == {float} else [v for v in items if type(v) is float]
+    return math.isfinite(sum(floats))  # an inf or NaN (or an overflow: then the slow way)
+
+
 def failure_message(err: Unencodable) -> str:
     """The message a parameter fails with when its value cannot be written."""
     return (
@@ -100,6 +111,8 @@ def _encode_other(value: Any, path: str) -> Any:
     if kind is float or kind is np.float64:
         value = float(value)
         return value if value - value == 0 else _special_float(value)
+    if kind is list and _plain_numbers(value):  # a chunk's values: kept as they are
+        return value
     if kind is list or kind is tuple:
         return [_encode_other(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if kind is dict:

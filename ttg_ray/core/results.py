@@ -64,10 +64,12 @@ class ChunkResult(Chunk):
         return cls(**{f.name: getattr(chunk, f.name) for f in fields(Chunk)}, **outcome)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        # Shallow: asdict() would copy every value one by one (slower than the chunk).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["indices"] = list(self.indices) if self.indices is not None else None
-        if not _finite_stats(self.stats):  # JSON has no inf/nan: the driver recomputes
-            data["stats"] = None
+        data["failures"] = [asdict(f) for f in self.failures]
+        # JSON has no inf/nan: without finite statistics the driver recomputes them
+        data["stats"] = asdict(self.stats) if _finite_stats(self.stats) else None
         return data
 
     @classmethod
