@@ -251,7 +251,7 @@ def test_cut_short_fails_the_parameter_it_was_stuck_on():
 
 
 def test_cut_short_of_explicit_indices():
-    chunk = Chunk("run", "c7", 2, 12, indices=(2, 5, 8, 11), attempt=3)
+    chunk = Chunk("run", "c7", 0, 12, indices=(2, 5, 8, 11), attempt=3)
     space = Grid({"x": range(12)})
     failures = failures_at(5, 8)
     result = cut_short(chunk, space, 2, [2, None, None], failures, ("MemoryError", "over 1 GiB"))
