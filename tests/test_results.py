@@ -79,6 +79,10 @@ def test_chunk_result_round_trips_through_json():
         "r", "c1", 0, 3, (0, 2), 1, [1.5, None], [ParamFailure(2, 2, "E", "m")], 0.1, "n", "w"
     )
     assert ChunkResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    # a result without failures may leave the key out
+    assert ChunkResult.from_dict({"run_id": "r", "chunk_id": "c1", "lo": 0, "hi": 1}) == (
+        ChunkResult("r", "c1", 0, 1)
+    )
 
 
 def test_summary_statistics_and_table():
