@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,7 @@ def test_only_failed_parameters_are_retried_then_recorded():
         (50, "ValueError", 4),
     ]
     assert runner.summary.retries == 6  # two parameters x three retries
+    assert runner.summary.value_sum == math.fsum(values.values())  # slow path: from values
     assert runner.summary.failed_indices == [5, 50]
     retried = [c for c in runner.backend.submitted if c.attempt > 1]
     assert all(c.size == 1 for c in retried)  # never the whole chunk
@@ -392,6 +394,7 @@ def test_halves_due_at_the_same_time_run_in_order(clock):
         "c000000bab",
     ]  # fmt: skip
     assert [f.index for f in failures] == [5] and len(runner.ledger) == 8
+    assert set(backend.submit_times.values()) == {1000.0}  # halves run at once, no backoff
     assert values == {i: i * i for i in range(8) if i != 5}
 
 
