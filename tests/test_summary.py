@@ -78,3 +78,73 @@ def test_summary_reads_its_statistics_from_the_merged_stats():
     assert summary.numeric_count == 3
     assert (summary.value_sum, summary.value_avg) == (9.0, 3.0)
     assert (summary.value_min, summary.value_max) == (1.0, 5.0)
+
+
+def a_summary() -> Summary:
+    summary = Summary(
+        "redis", "run-9", total=12345, processed=2345, succeeded=2300, failed=45,
+        skipped_resumed=10000, duplicates_discarded=7, retries=90, chunks=31,
+        duration_s=1.23456, startup_s=0.56789,
+    )  # fmt: skip
+    summary.add_values([1.5, 2500.25, -3.0])
+    summary.chunks_per_node.update({"node-b": 1200, "node-a": 3})
+    summary.failed_indices.extend(range(100, 1145))
+    return summary
+
+
+def test_summary_as_a_dict_and_as_json():
+    data = a_summary().to_dict()
+    assert data == {
+        "backend": "redis", "run_id": "run-9", "total": 12345, "processed": 2345,
+        "succeeded": 2300, "failed": 45, "skipped_resumed": 10000, "duplicates_discarded": 7,
+        "retries": 90, "chunks": 31, "duration_s": 1.2346, "startup_s": 0.5679,
+        "params_per_second": 1899.46, "sum": 2498.75, "avg": 2498.75 / 3, "min": -3.0,
+        "max": 2500.25, "chunks_per_node": {"node-a": 3, "node-b": 1200},
+        "failed_indices": list(range(100, 1100)),  # the first thousand
+    }  # fmt: skip
+    assert list(data["chunks_per_node"]) == ["node-a", "node-b"]
+    assert a_summary().to_json() == json.dumps(data, indent=2)
+
+
+def test_summary_table():
+    assert a_summary().format_table() == "\n".join([
+        "backend               redis",
+        "run id                run-9",
+        "parameters            12,345",
+        "processed             2,345",
+        "succeeded             2,300",
+        "failed                45",
+        "skipped (resumed)     10,000",
+        "duplicates discarded  7",
+        "retries               90",
+        "chunks                31",
+        "start-up              0.57 s",
+        "duration              1.23 s",
+        "throughput            1,899.5 params/s",
+        "sum                   2,498.7500",
+        "avg                   832.9167",
+        "min                   -3.0000",
+        "max                   2,500.2500",
+        "chunks per node:",
+        "  node-a                     3",
+        "  node-b                 1,200",
+        "failed indices: " + ", ".join(map(str, range(100, 120))) + " (+1025 more)",
+    ])  # fmt: skip
+
+
+def test_an_empty_summary_table():
+    summary = Summary("ray", "r0")
+    summary.failed_indices.extend(range(20))
+    data = summary.to_dict()
+    assert (data["sum"], data["avg"], data["min"], data["max"]) == (None, None, None, None)
+    assert data["params_per_second"] == 0.0
+    lines = summary.format_table().splitlines()
+    assert lines[12:] == [
+        "throughput            0.0 params/s",
+        "sum                   -",
+        "avg                   -",
+        "min                   -",
+        "max                   -",
+        "chunks per node:",
+        "failed indices: " + ", ".join(map(str, range(20))),  # all 20: no "more"
+    ]
