@@ -53,6 +53,7 @@ def test_sums_that_float_addition_gets_wrong_are_exact():
 def test_non_numbers_nan_and_bools_are_left_out():
     stats = ValueStats.of([1.0, "text", None, math.nan, True, 2])
     assert (stats.count, stats.total, stats.low, stats.high) == (2, 3.0, 1.0, 2)
+    assert ValueStats.of([True, 2.0]) == ValueStats.of([2.0, False]) == ValueStats.of([2.0])
 
 
 def test_infinities_and_overflow():
@@ -60,6 +61,23 @@ def test_infinities_and_overflow():
     assert math.isnan(ValueStats.of([math.inf, -math.inf]).total)
     assert math.isnan(ValueStats.of([math.inf]).merge(ValueStats.of([-math.inf])).total)
     assert ValueStats.of([1e308, 1e308]).total == math.inf
+    assert ValueStats.of([1e308, 1e308, 1e308, -1e308]).total == math.inf
+
+
+def test_merges_past_the_compaction_keep_infinities_and_overflow():
+    both = ValueStats.of([math.inf]).merge(ValueStats.of([-math.inf]))
+    big = ValueStats()
+    for _ in range(40):  # more than 32 partials: compacting them fails, and is skipped
+        both = both.merge(ValueStats.of([0.1, 1e20, -1e20]))
+        big = big.merge(ValueStats.of([1e308]))
+    assert (both.count, len(both.partials)) == (122, 42) and math.isnan(both.total)
+    assert (big.count, len(big.partials), big.total) == (40, 40, math.inf)
+
+
+def test_exact_partials_exactly():
+    assert exact_partials([]) == exact_partials([1.0, -1.0]) == (0.0,)
+    assert exact_partials(iter([0.1, 0.2])) == (0.30000000000000004, -2.7755575615628914e-17)
+    assert exact_partials([0.1, 0.2], 0.1 + 0.2) == (0.30000000000000004, -2.7755575615628914e-17)
 
 
 def test_chunk_stats_travel_as_json_and_are_dropped_when_not_finite():
