@@ -6,7 +6,7 @@ import pytest
 
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary
-from ttg_ray.engine.store import ResultStore, drop_failures, read_header, read_store
+from ttg_ray.engine.store import ResultStore, drop_failures, read_store
 from ttg_ray.errors import OutputError
 
 HEADER = '{"ttg_ray": "0.1.0"}\n'
@@ -38,9 +38,22 @@ def test_store_writes_the_documented_line_format(tmp_path):
 
 def test_store_refuses_to_overwrite_without_resume(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text('{"index": 0, "param": 0, "value": 1}\n')
-    with pytest.raises(OutputError, match="--resume"):
-        ResultStore(path)
+    for content in ('{"index": 0, "param": 0, "value": 1}\n', "x"):
+        path.write_text(content)
+        with pytest.raises(OutputError) as err:
+            ResultStore(path)
+        assert str(err.value) == (
+            f"{path} already holds results; pass --resume to continue that sweep, "
+            "or choose another --output path"
+        )
+        assert path.read_text() == content
+
+
+def test_an_empty_file_is_a_new_output(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.touch()
+    ResultStore(path, {"space": 1}).close()
+    assert path.read_text() == '{"ttg_ray":"","space":1}\n'
 
 
 def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
@@ -56,16 +69,54 @@ def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
 
 def test_a_corrupt_line_in_the_middle_is_an_error_with_its_line(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\nnot json\n{"index": 2}\n')
-    with pytest.raises(OutputError, match=r"out.jsonl:3"):
-        list(read_store(path))
+    long = '{"index": "not an int", "param": "' + "p" * 80 + '"}'
+    for bad, shown in [
+        ("not json", "'not json\\n'"),
+        ('{"param": 1}', "'{\"param\": 1}\\n'"),
+        (long, repr(long[:60])),
+    ]:
+        path.write_text(
+            HEADER + '{"index": 0, "param": 0, "value": 1}\n' + bad + '\n{"index": 2}\n'
+        )
+        with pytest.raises(OutputError) as err:
+            list(read_store(path))
+        assert str(err.value) == (
+            f"{path}:3 is not a result line ({shown}); the file is damaged: "
+            "fix or remove that line, then rerun with --resume"
+        )
 
 
 def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(OutputError, match="cannot write results"):
+    with pytest.raises(OutputError) as err:
         ResultStore(blocker / "out.jsonl")
+    assert str(err.value) == (
+        f"cannot write results to {blocker / 'out.jsonl'}: File exists; "
+        "choose a writable --output path"
+    )
+
+
+def test_missing_folders_are_made(tmp_path):
+    ResultStore(tmp_path / "a" / "b" / "out.jsonl").close()
+    assert (tmp_path / "a" / "b" / "out.jsonl").is_file()
+
+
+def test_a_store_written_to_is_kept(tmp_path):
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path)
+    store.write([(0, 0, 1)], [])
+    store.write([], [])
+    store.discard_if_empty()
+    assert [r["index"] for r in read_store(path)] == [0]
+
+
+@pytest.mark.parametrize("torn", [65535, 150_000])  # the newline ends a block; many blocks
+def test_a_long_torn_line_is_cut_at_its_start(tmp_path, torn):
+    path = tmp_path / "out.jsonl"
+    path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\n' + "x" * torn)
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == HEADER + '{"index": 0, "param": 0, "value": 1}\n'
 
 
 def test_empty_store_leaves_no_file(tmp_path):
@@ -116,12 +167,19 @@ def test_a_directory_is_not_an_output_file(tmp_path):
 
 def test_a_file_that_is_not_a_result_file_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "notes.txt"
-    path.write_text("my notes, no newline at the end")
-    with pytest.raises(OutputError, match="not a ttg_ray result file"):
-        ResultStore(path, resume=True)
-    with pytest.raises(OutputError, match="not a ttg_ray result file"):
-        list(read_store(path))
-    assert path.read_text() == "my notes, no newline at the end"
+    message = (
+        f"{path} is not a ttg_ray result file (its first line is not a ttg_ray header); "
+        "it was left untouched: choose another --output path"
+    )
+    huge_header = '{"ttg_ray": "", "pad": "' + "x" * (1 << 20) + '"}\n'  # read at most 1 MiB
+    for content in ["my notes, no newline at the end", HEADER.strip(), huge_header]:
+        path.write_text(content)
+        with pytest.raises(OutputError) as err:
+            ResultStore(path, resume=True)
+        assert str(err.value) == message
+        with pytest.raises(OutputError):
+            list(read_store(path))
+        assert path.read_text() == content
 
 
 def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
@@ -130,8 +188,10 @@ def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
     store.write([(0, 0, 1.5)], [ParamFailure(1, 1, "ValueError", "boom")])
     store.close()
     drop_failures(path)
-    assert read_header(path)["space"] == {"kind": "range"}
-    assert [r["index"] for r in read_store(path)] == [0]
+    assert path.read_text() == (
+        '{"ttg_ray":"","space":{"kind":"range"}}\n{"index":0,"param":0,"value":1.5}\n'
+    )
+    assert not (tmp_path / "out.jsonl.retry-tmp").exists()
 
 
 def test_summary_leaves_numpy_arrays_out_and_stays_json():
