@@ -12,6 +12,7 @@ from ttg_ray.core.params import (
     as_space,
     parse_axis,
     parse_range,
+    require_params,
     space_from_spec,
     window_spec,
 )
@@ -348,3 +349,13 @@ def test_space_from_spec_knows_the_newer_kinds():
     from ttg_ray.core.sampling import Linspace
 
     assert space_from_spec(Linspace(0, 1, 5).to_spec()) == Linspace(0, 1, 5)
+
+
+def test_an_empty_space_is_refused_saying_what_was_given():
+    space = ParamRange(3)
+    assert require_params(space, lambda: "never called", "pass some") is space
+    with pytest.raises(InvalidSpace) as err:
+        require_params(ParamList([]), lambda: "--params []", "pass at least one value")
+    assert str(err.value) == (
+        "the parameter space is empty (--params []): nothing to run; pass at least one value"
+    )

@@ -412,12 +412,17 @@ def test_results_for_indices_already_final_are_counted_as_duplicates():
     # Reached when a late copy of a chunk overlaps results another chunk delivered.
     runner = Runner(InlineBackend(), fails_at_three, ParamRange(10), "run-1", retry=NO_WAIT)
     runner.ledger.add_range(2, 4)
-    chunk = Chunk("run-1", "c000000", 0, 6)
-    result = run_chunk(fails_at_three, ParamRange(10), chunk)
-    runner._inflight[chunk.chunk_id] = chunk
-    batch = runner._handle(result, ChunkPlanner("run-1", [(0, 10)]))
-    assert list(batch.indices) == [0, 1, 4, 5] and batch.failures == []
-    assert runner.summary.duplicates_discarded == 2 and runner.summary.retries == 0
+    for fn in (fails_at_three, square):  # the slow path, and the fast path's check
+        chunk = Chunk("run-1", f"c-{fn.__name__}", 0, 6)
+        runner._inflight[chunk.chunk_id] = chunk
+        result = run_chunk(fn, ParamRange(10), chunk)
+        batch = runner._handle(result, ChunkPlanner("run-1", [(0, 10)]))
+        assert list(batch.indices) == [0, 1, 4, 5] and batch.failures == []
+        assert batch.values == [fn(i) for i in (0, 1, 4, 5)]
+        assert runner.summary.duplicates_discarded == 2 and runner.summary.retries == 0
+        runner.ledger = IndexLedger()
+        runner.ledger.add_range(2, 4)
+        runner.summary.duplicates_discarded = 0
     runner.summary.duplicates_discarded = 0
     lost = lost_chunk(Chunk("run-1", "c1", 3, 4), ParamRange(10), "WorkerCrashedError", "x")
     assert runner._handle_lost(Chunk("run-1", "c1", 3, 4), lost).failures == []
