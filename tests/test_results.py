@@ -111,12 +111,15 @@ def test_a_store_written_to_is_kept(tmp_path):
     assert [r["index"] for r in read_store(path)] == [0]
 
 
-@pytest.mark.parametrize("torn", [65535, 150_000])  # the newline ends a block; many blocks
-def test_a_long_torn_line_is_cut_at_its_start(tmp_path, torn):
+@pytest.mark.parametrize(
+    ("lines", "torn"), [(1, 65535), (3000, 150_000)]
+)  # the newline starts the last block; 100 KB of lines and a tail over many blocks
+def test_a_long_torn_line_is_cut_at_its_start(tmp_path, lines, torn):
     path = tmp_path / "out.jsonl"
-    path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\n' + "x" * torn)
+    whole = HEADER + "".join(f'{{"index": {i}, "param": {i}, "value": 1}}\n' for i in range(lines))
+    path.write_text(whole + "x" * torn)
     ResultStore(path, resume=True).close()
-    assert path.read_text() == HEADER + '{"index": 0, "param": 0, "value": 1}\n'
+    assert path.read_text() == whole
 
 
 def test_empty_store_leaves_no_file(tmp_path):

@@ -200,15 +200,26 @@ def test_an_empty_file_starts_afresh(tmp_path):
     assert path.read_text().startswith('{"ttg_ray":""')
 
 
-def test_a_file_of_another_version_is_refused_by_path_and_version(tmp_path):
+@pytest.mark.parametrize(
+    "header", ['{"ttg_ray":"0.0.1","space":{}}', '{"ttg_ray":"0.0.1","format":1,"space":{}}']
+)
+def test_a_file_of_another_version_is_refused_by_path_and_version(tmp_path, header):
     path = tmp_path / "r.jsonl"
-    append_lines(path, '{"ttg_ray":"0.0.1","space":{}}')
+    append_lines(path, header)
     with pytest.raises(OutputError) as err:
         reopen(path, sim, ParamRange(3), resume=True)
     assert str(err.value) == (
         f"{path} was written by another version of ttg_ray ('0.0.1'); "
         "to start afresh, remove it or choose another --output path"
     )
+
+
+def test_a_one_byte_file_is_not_a_result_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text("x")
+    with pytest.raises(OutputError, match="is not a ttg_ray result file"):
+        reopen(path, sim, ParamRange(3), resume=True)
+    assert path.read_text() == "x"
 
 
 def test_a_different_sweep_is_named_with_the_path(tmp_path):
@@ -289,7 +300,7 @@ def test_a_failure_record_reads_back_whole_or_with_defaults():
 def test_a_path_ending_in_parquet_is_a_table():
     assert is_table("out.parquet") and is_table("/data/out.parquet/")
     assert not is_table("out.jsonl") and not is_table("out.parquet.jsonl")
-    assert not is_table("/out.PARQUET")
+    assert not is_table("/out.PARQUET") and not is_table("out.parquetX")
 
 
 def test_a_table_output_gets_a_table_store(tmp_path):

@@ -166,3 +166,5 @@ def test_an_empty_summary_table():
         "chunks per node:",
         "failed indices: " + ", ".join(map(str, range(20))),  # all 20: no "more"
     ]
+    summary.failed_indices.append(20)
+    assert summary.format_table().endswith(", 19 (+1 more)")
