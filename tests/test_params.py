@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from ttg_ray.core.params import (
     as_space,
     parse_axis,
     parse_range,
+    require_params,
     space_from_spec,
     window_spec,
 )
@@ -319,3 +321,41 @@ def test_edges_of_windows_offsets_and_axes():
     spec = window_spec(ParamList([1, 2, 3, 4]), 1, 3)
     assert spec == {"kind": "list", "values": [2, 3], "offset": 1}
     assert parse_axis("x=a=b") == ("x", ("a=b",))
+
+
+def test_numpy_values_become_python_numbers_in_params_and_specs():
+    space = ParamList(np.arange(3, dtype=np.int16))
+    assert [type(p) for p in space.iter_slice(0, 3)] == [int] * 3
+    assert json.dumps(space.to_spec()) == '{"kind": "list", "values": [0, 1, 2]}'
+    assert json.dumps(space.window_spec(1, 3)) == (
+        '{"kind": "list", "values": [1, 2], "offset": 1}'
+    )
+    grid = Grid({"a": np.array([0.5, 1.5]), "b": [np.int64(7)]})
+    assert grid[1] == {"a": 1.5, "b": 7} and type(grid[1]["b"]) is int
+
+
+def test_a_0d_array_is_not_a_parameter_list():
+    with pytest.raises(InvalidSpace) as err:
+        ParamList(np.array(3))
+    assert str(err.value) == "a parameter list must have at least one dimension, not 0-d"
+
+
+def test_as_space_reads_a_generator_once():
+    space = as_space(x * x for x in range(4))
+    assert space == ParamList([0, 1, 4, 9])
+
+
+def test_space_from_spec_knows_the_newer_kinds():
+    from ttg_ray.core.sampling import Linspace
+
+    assert space_from_spec(Linspace(0, 1, 5).to_spec()) == Linspace(0, 1, 5)
+
+
+def test_an_empty_space_is_refused_saying_what_was_given():
+    space = ParamRange(3)
+    assert require_params(space, lambda: "never called", "pass some") is space
+    with pytest.raises(InvalidSpace) as err:
+        require_params(ParamList([]), lambda: "--params []", "pass at least one value")
+    assert str(err.value) == (
+        "the parameter space is empty (--params []): nothing to run; pass at least one value"
+    )

@@ -7,7 +7,7 @@ import pytest
 from ttg_ray.core import codec
 from ttg_ray.core.results import ChunkResult, ParamFailure
 from ttg_ray.core.summary import Summary
-from ttg_ray.engine.store import ResultStore, drop_failures, read_header, read_store
+from ttg_ray.engine.store import ResultStore, drop_failures, read_store
 from ttg_ray.errors import OutputError
 
 HEADER = '{"ttg_ray": "0.1.0"}\n'
@@ -63,9 +63,22 @@ def test_store_writes_standard_json_that_reads_back_the_same_values(tmp_path, va
 
 def test_store_refuses_to_overwrite_without_resume(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text('{"index": 0, "param": 0, "value": 1}\n')
-    with pytest.raises(OutputError, match="--resume"):
-        ResultStore(path)
+    for content in ('{"index": 0, "param": 0, "value": 1}\n', "x"):
+        path.write_text(content)
+        with pytest.raises(OutputError) as err:
+            ResultStore(path)
+        assert str(err.value) == (
+            f"{path} already holds results; pass --resume to continue that sweep, "
+            "or choose another --output path"
+        )
+        assert path.read_text() == content
+
+
+def test_an_empty_file_is_a_new_output(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.touch()
+    ResultStore(path, {"space": 1}).close()
+    assert path.read_text() == '{"ttg_ray":"","space":1}\n'
 
 
 def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
@@ -81,16 +94,57 @@ def test_resume_ignores_and_cuts_a_torn_last_line(tmp_path):
 
 def test_a_corrupt_line_in_the_middle_is_an_error_with_its_line(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text(HEADER + '{"index": 0, "param": 0, "value": 1}\nnot json\n{"index": 2}\n')
-    with pytest.raises(OutputError, match=r"out.jsonl:3"):
-        list(read_store(path))
+    long = '{"index": "not an int", "param": "' + "p" * 80 + '"}'
+    for bad, shown in [
+        ("not json", "'not json\\n'"),
+        ('{"param": 1}', "'{\"param\": 1}\\n'"),
+        (long, repr(long[:60])),
+    ]:
+        path.write_text(
+            HEADER + '{"index": 0, "param": 0, "value": 1}\n' + bad + '\n{"index": 2}\n'
+        )
+        with pytest.raises(OutputError) as err:
+            list(read_store(path))
+        assert str(err.value) == (
+            f"{path}:3 is not a result line ({shown}); the file is damaged: "
+            "fix or remove that line, then rerun with --resume"
+        )
 
 
 def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(OutputError, match="cannot write results"):
+    with pytest.raises(OutputError) as err:
         ResultStore(blocker / "out.jsonl")
+    assert str(err.value) == (
+        f"cannot write results to {blocker / 'out.jsonl'}: File exists; "
+        "choose a writable --output path"
+    )
+
+
+def test_missing_folders_are_made(tmp_path):
+    ResultStore(tmp_path / "a" / "b" / "out.jsonl").close()
+    assert (tmp_path / "a" / "b" / "out.jsonl").is_file()
+
+
+def test_a_store_written_to_is_kept(tmp_path):
+    path = tmp_path / "out.jsonl"
+    store = ResultStore(path)
+    store.write([(0, 0, 1)], [])
+    store.write([], [])
+    store.discard_if_empty()
+    assert [r["index"] for r in read_store(path)] == [0]
+
+
+@pytest.mark.parametrize(
+    ("lines", "torn"), [(1, 65535), (3000, 150_000)]
+)  # the newline starts the last block; 100 KB of lines and a tail over many blocks
+def test_a_long_torn_line_is_cut_at_its_start(tmp_path, lines, torn):
+    path = tmp_path / "out.jsonl"
+    whole = HEADER + "".join(f'{{"index": {i}, "param": {i}, "value": 1}}\n' for i in range(lines))
+    path.write_text(whole + "x" * torn)
+    ResultStore(path, resume=True).close()
+    assert path.read_text() == whole
 
 
 def test_empty_store_leaves_no_file(tmp_path):
@@ -104,6 +158,10 @@ def test_chunk_result_round_trips_through_json():
         "r", "c1", 0, 3, (0, 2), 1, [1.5, None], [ParamFailure(2, 2, "E", "m")], 0.1, "n", "w"
     )
     assert ChunkResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    # a result without failures may leave the key out
+    assert ChunkResult.from_dict({"run_id": "r", "chunk_id": "c1", "lo": 0, "hi": 1}) == (
+        ChunkResult("r", "c1", 0, 1)
+    )
 
 
 def test_summary_statistics_and_table():
@@ -137,12 +195,19 @@ def test_a_directory_is_not_an_output_file(tmp_path):
 
 def test_a_file_that_is_not_a_result_file_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "notes.txt"
-    path.write_text("my notes, no newline at the end")
-    with pytest.raises(OutputError, match="not a ttg_ray result file"):
-        ResultStore(path, resume=True)
-    with pytest.raises(OutputError, match="not a ttg_ray result file"):
-        list(read_store(path))
-    assert path.read_text() == "my notes, no newline at the end"
+    message = (
+        f"{path} is not a ttg_ray result file (its first line is not a ttg_ray header); "
+        "it was left untouched: choose another --output path"
+    )
+    huge_header = '{"ttg_ray": "", "pad": "' + "x" * (1 << 20) + '"}\n'  # read at most 1 MiB
+    for content in ["my notes, no newline at the end", HEADER.strip(), huge_header]:
+        path.write_text(content)
+        with pytest.raises(OutputError) as err:
+            ResultStore(path, resume=True)
+        assert str(err.value) == message
+        with pytest.raises(OutputError):
+            list(read_store(path))
+        assert path.read_text() == content
 
 
 def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
@@ -151,8 +216,10 @@ def test_drop_failures_keeps_the_header_and_the_successes(tmp_path):
     store.write([0], [0], [1.5], [ParamFailure(1, 1, "ValueError", "boom")])
     store.close()
     drop_failures(path)
-    assert read_header(path)["space"] == {"kind": "range"}
-    assert [r["index"] for r in read_store(path)] == [0]
+    assert path.read_text() == (
+        '{"ttg_ray":"","space":{"kind":"range"}}\n{"index":0,"param":0,"value":1.5}\n'
+    )
+    assert not (tmp_path / "out.jsonl.retry-tmp").exists()
 
 
 def test_summary_leaves_numpy_arrays_out_and_stays_json():

@@ -14,7 +14,7 @@ from ttg_ray import workloads
 from ttg_ray.core.identity import SweepIdentity
 from ttg_ray.core.params import Grid, ParamList, ParamRange, as_space
 from ttg_ray.core.results import ParamFailure
-from ttg_ray.engine.resume import open_output
+from ttg_ray.engine.resume import failure_from_record, is_table, open_output
 from ttg_ray.engine.store import read_store
 from ttg_ray.errors import OutputError, Unencodable
 
@@ -174,3 +174,137 @@ def test_a_file_of_the_same_function_with_another_setup_is_refused(tmp_path, fir
     again = open_output(path, SweepIdentity.of(sim, space, setup=first), space, resume=True)
     again.store.close()
     assert len(again.done) == 1
+
+
+def append_lines(path, *lines):
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def test_an_existing_file_needs_resume(tmp_path):
+    path = tmp_path / "r.jsonl"
+    write_sweep(path, sim, ParamRange(3))
+    with pytest.raises(OutputError) as err:
+        reopen(path, sim, ParamRange(3))
+    assert str(err.value) == (
+        f"{path} already holds results; pass --resume to continue that sweep, "
+        "or choose another --output path"
+    )
+
+
+def test_an_empty_file_starts_afresh(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.touch()
+    checkpoint, resumed = reopen(path, sim, ParamRange(3), resume=True)
+    assert len(checkpoint.done) == 0 and resumed == {}
+    assert path.read_text().startswith('{"ttg_ray":""')
+
+
+@pytest.mark.parametrize(
+    "header", ['{"ttg_ray":"0.0.1","space":{}}', '{"ttg_ray":"0.0.1","format":1,"space":{}}']
+)
+def test_a_file_of_another_version_is_refused_by_path_and_version(tmp_path, header):
+    path = tmp_path / "r.jsonl"
+    append_lines(path, header)
+    with pytest.raises(OutputError) as err:
+        reopen(path, sim, ParamRange(3), resume=True)
+    assert str(err.value) == (
+        f"{path} was written by another version of ttg_ray ('0.0.1'); "
+        "to start afresh, remove it or choose another --output path"
+    )
+
+
+def test_a_one_byte_file_is_not_a_result_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text("x")
+    with pytest.raises(OutputError, match="is not a ttg_ray result file"):
+        reopen(path, sim, ParamRange(3), resume=True)
+    assert path.read_text() == "x"
+
+
+def test_a_different_sweep_is_named_with_the_path(tmp_path):
+    path = tmp_path / "r.jsonl"
+    write_sweep(path, sim, ParamRange(3))
+    with pytest.raises(OutputError) as err:
+        reopen(path, other_sim, ParamRange(3), resume=True)
+    message = str(err.value)
+    assert message.startswith(f"{path} belongs to a different sweep: its function is ")
+    assert message.endswith("; to start afresh, remove it or choose another --output path")
+
+
+LONG = "x" * 70
+
+
+@pytest.mark.parametrize(
+    ("space", "record", "message"),
+    [
+        (
+            ParamRange(3),
+            '{"index":3,"param":3,"value":1}',
+            "has index 3, outside this sweep's 3 parameters; it belongs to a different sweep: "
+            "choose another --output or rerun that sweep",
+        ),
+        (
+            ParamRange(3),
+            '{"index":-1,"param":2,"value":1}',
+            "has index -1, outside this sweep's 3 parameters; it belongs to a different "
+            "sweep: choose another --output or rerun that sweep",
+        ),
+        (
+            ParamRange(3),
+            '{"index":1,"param":99,"value":1}',
+            "has parameter 99 at index 1, but this sweep's parameter there is 1; it belongs "
+            "to a different sweep: choose another --output path",
+        ),
+        (
+            ParamList([LONG, LONG + "y"]),
+            f'{{"index":1,"param":"{LONG}z","value":1}}',
+            f"has parameter \"{LONG[:59]} at index 1, but this sweep's parameter there is "
+            f'"{LONG[:59]}; it belongs to a different sweep: choose another --output path',
+        ),
+    ],
+)
+def test_a_record_that_does_not_fit_the_sweep_is_refused(tmp_path, space, record, message):
+    path = tmp_path / "r.jsonl"
+    write_sweep(path, other_sim, space)
+    append_lines(path, record)
+    with pytest.raises(OutputError) as err:
+        reopen(path, other_sim, space, resume=True)
+    assert str(err.value) == f"{path} {message}"
+
+
+def test_the_first_record_of_an_index_wins_and_the_rest_are_read(tmp_path):
+    path = tmp_path / "r.jsonl"
+    checkpoint = open_output(path, SweepIdentity.of(other_sim, ParamRange(4)), ParamRange(4))
+    checkpoint.store.write([(0, 0, "first"), (1, 1, "b")], [])
+    checkpoint.store.write([(0, 0, "second"), (2, 2, "c")], [])
+    checkpoint.store.close()
+    checkpoint, resumed = reopen(path, other_sim, ParamRange(4), resume=True)
+    assert resumed == {0: "first", 1: "b", 2: "c"} and checkpoint.done.gaps(4) == [(3, 4)]
+
+
+def test_a_failure_record_reads_back_whole_or_with_defaults():
+    error = {"type": "KeyError", "message": "k", "traceback": "tb", "attempts": 3}
+    record = {"index": 4, "param": {"$ttg": "float", "value": "nan"}, "error": error}
+    failure = failure_from_record({**record, "error": {**error, "retryable": False}})
+    assert (failure.index, failure.type, failure.message, failure.traceback) == (
+        4, "KeyError", "k", "tb"
+    )  # fmt: skip
+    assert (failure.attempts, failure.retryable) == (3, False) and np.isnan(failure.param)
+    for odd in ({}, "boom"):
+        assert failure_from_record({"index": 2, "param": 2, "error": odd}) == ParamFailure(
+            2, 2, "Error", "", traceback="", attempts=1, retryable=True
+        )
+
+
+def test_a_path_ending_in_parquet_is_a_table():
+    assert is_table("out.parquet") and is_table("/data/out.parquet/")
+    assert not is_table("out.jsonl") and not is_table("out.parquet.jsonl")
+    assert not is_table("/out.PARQUET") and not is_table("out.parquetX")
+
+
+def test_a_table_output_gets_a_table_store(tmp_path):
+    path = tmp_path / "r.parquet"
+    checkpoint = open_output(path, SweepIdentity.of(other_sim, ParamRange(2)), ParamRange(2))
+    checkpoint.store.close()
+    assert type(checkpoint.store).__module__ == "ttg_ray.engine.table"

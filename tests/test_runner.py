@@ -2,14 +2,16 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from tests.support.fakes import InlineBackend
 from ttg_ray import workloads
-from ttg_ray.core.chunks import Chunk
-from ttg_ray.core.execute import lost_chunk, run_chunk
+from ttg_ray.backends.base import RunningChunk
+from ttg_ray.core.chunks import Chunk, ChunkPlanner
+from ttg_ray.core.execute import cut_short, lost_chunk, run_chunk
 from ttg_ray.core.ledger import IndexLedger
 from ttg_ray.core.params import ParamRange
 from ttg_ray.engine.runner import RetryPolicy, Runner
@@ -64,6 +66,7 @@ def test_only_failed_parameters_are_retried_then_recorded():
         (50, "ValueError", 4),
     ]
     assert runner.summary.retries == 6  # two parameters x three retries
+    assert runner.summary.value_sum == math.fsum(values.values())  # slow path: from values
     assert runner.summary.failed_indices == [5, 50]
     retried = [c for c in runner.backend.submitted if c.attempt > 1]
     assert all(c.size == 1 for c in retried)  # never the whole chunk
@@ -391,6 +394,7 @@ def test_halves_due_at_the_same_time_run_in_order(clock):
         "c000000bab",
     ]  # fmt: skip
     assert [f.index for f in failures] == [5] and len(runner.ledger) == 8
+    assert set(backend.submit_times.values()) == {1000.0}  # halves run at once, no backoff
     assert values == {i: i * i for i in range(8) if i != 5}
 
 
@@ -408,11 +412,17 @@ def test_results_for_indices_already_final_are_counted_as_duplicates():
     # Reached when a late copy of a chunk overlaps results another chunk delivered.
     runner = Runner(InlineBackend(), fails_at_three, ParamRange(10), "run-1", retry=NO_WAIT)
     runner.ledger.add_range(2, 4)
-    chunk = Chunk("run-1", "c000000", 0, 6)
-    result = run_chunk(fails_at_three, ParamRange(10), chunk)
-    batch = runner._sort_out(chunk, result)
-    assert list(batch.indices) == [0, 1, 4, 5] and batch.failures == []
-    assert runner.summary.duplicates_discarded == 2 and runner.summary.retries == 0
+    for fn in (fails_at_three, square):  # the slow path, and the fast path's check
+        chunk = Chunk("run-1", f"c-{fn.__name__}", 0, 6)
+        runner._inflight[chunk.chunk_id] = chunk
+        result = run_chunk(fn, ParamRange(10), chunk)
+        batch = runner._handle(result, ChunkPlanner("run-1", [(0, 10)]))
+        assert list(batch.indices) == [0, 1, 4, 5] and batch.failures == []
+        assert batch.values == [fn(i) for i in (0, 1, 4, 5)]
+        assert runner.summary.duplicates_discarded == 2 and runner.summary.retries == 0
+        runner.ledger = IndexLedger()
+        runner.ledger.add_range(2, 4)
+        runner.summary.duplicates_discarded = 0
     runner.summary.duplicates_discarded = 0
     lost = lost_chunk(Chunk("run-1", "c1", 3, 4), ParamRange(10), "WorkerCrashedError", "x")
     assert runner._handle_lost(Chunk("run-1", "c1", 3, 4), lost).failures == []
@@ -423,3 +433,172 @@ def test_a_retry_due_later_than_the_poll_cap_waits_in_slices(clock):
     backend = Clocked(clock, slots=1)
     run(backend, fails_at_three, 4, chunk_size=4, retry=RetryPolicy(1, base_s=1.2))
     assert backend.polls == [0.5, 0.5, 0.5, 0.2, 0.5]
+
+
+def test_a_finished_sweep_opens_no_backend(caplog):
+    caplog.set_level("INFO", logger="ttg_ray.engine.runner")
+    done = IndexLedger()
+    done.add_range(0, 5)
+    backend = InlineBackend()
+    runner = Runner(backend, square, ParamRange(5), "run-2", done=done)
+    assert list(runner.batches()) == []
+    assert not hasattr(backend, "run_id")  # never opened
+    events = [(r.event, r.getMessage(), r.run_id) for r in caplog.records]
+    assert events == [("completed", "nothing left to run", "run-2")]
+
+
+class Growing(Clocked):
+    """Gains two worker slots after its first poll; hands back one result a poll and
+    records what the runner wants; results take ``per_param_s`` a parameter."""
+
+    per_param_s = 0.001
+
+    def __init__(self, clock, **kwargs):
+        super().__init__(clock, **kwargs)
+        self.wanted: list[int] = []
+
+    def want(self, chunks):
+        self.wanted.append(chunks)
+
+    def submit(self, chunk):
+        super().submit(chunk)
+        self._ready[-1] = dataclasses.replace(
+            self._ready[-1], compute_s=self.per_param_s * chunk.size
+        )
+
+    def poll(self, timeout_s):
+        self.polls.append(timeout_s)
+        self.slots = 3
+        ready, self._ready = self._ready[:1], self._ready[1:]
+        return ready
+
+
+def test_the_runner_follows_the_capacity_and_says_how_much_work_is_left(clock, caplog):
+    caplog.set_level("INFO", logger="ttg_ray.engine.runner")
+    backend = Growing(clock, slots=1)
+    _, values, _ = run(backend, square, 400, max_inflight=2)
+    assert values == {i: i * i for i in range(400)}
+    assert "capacity now 3 worker slot(s), was 1" in [r.getMessage() for r in caplog.records]
+    assert caplog.records[1].fields["capacity"] == 1  # "initialized", before it grew
+    # a probe, then chunks for 3 workers (the rest over 2 x 3), at least 20 ms of work
+    sizes = [c.size for c in backend.submitted]
+    assert sizes == [16, 64, 54, 45, 37, 31, 26, 22, 20, 20, 20, 20, 20, 5]
+    # 400 parameters in probes of 16 at first; then in flight plus unplanned chunks
+    assert backend.wanted == [25, 6, 7, 7, 7, 7, 7, 7, 6, 5, 4, 3, 2, 1, 0]
+
+
+def test_work_wanted_counts_chunks_in_flight_due_and_unplanned(clock):
+    backend = Growing(clock, slots=1)
+    run(backend, fails_at_three, 45, chunk_size=10, max_inflight=2)
+    # 5 chunks of 10 to plan; then 1 in flight + 1 retry due + 3 unplanned; ...
+    assert backend.wanted == [5, 5, 4, 4, 3, 3, 2, 1, 0]
+    backend = Growing(clock, slots=1)
+    run(backend, square, 3, chunk_size=1, max_inflight=1)
+    assert backend.wanted == [3, 2, 1, 0]
+
+
+class Stalling(Growing):
+    """Each poll takes 0.5 s and hands back one result; a chunk whose result it still
+    holds reports as running for 100 s, on its first parameter for 40 s, and so does
+    one the runner never sent. Results take 0.1 s a parameter."""
+
+    per_param_s = 0.1
+
+    def __init__(self, clock, **kwargs):
+        super().__init__(clock, **kwargs)
+        self.checked_at: list[float] = []
+
+    def poll(self, timeout_s):
+        self.clock.now += 0.5
+        return super().poll(timeout_s)
+
+    def running(self):
+        self.checked_at.append(self.clock.now)
+        return [
+            RunningChunk(r.chunk_id, "w1", r.lo, r.lo, 100.0, 40.0, self.clock.now)
+            for r in self._ready
+        ] + [RunningChunk("c-gone", "w2", None, None, 100.0, 0.0, self.clock.now)]
+
+
+def test_a_chunk_running_far_longer_than_expected_is_reported_once(clock, caplog):
+    backend = Stalling(clock, slots=1)
+    _, values, _ = run(backend, square, 40, max_inflight=2)
+    assert values == {i: i * i for i in range(40)}
+    assert backend.checked_at == [1000.5 + k for k in range(7)]  # at most once a second
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    hint = "set a timeout (--timeout-s) to stop such parameters"
+    assert warnings[:3] == [
+        f"stalled: chunk c-gone has run 100 s (no timing yet); it is between parameters, "
+        f"on w2; {hint}",
+        # 3 parameters at 0.1 s each
+        f"stalled: chunk c000003 has run 100 s (expected about 0.3 s); it is on parameter "
+        f"24 (24) for 40 s, on w1; {hint}",
+        f"stalled: chunk c000005 has run 100 s (expected about 0.2 s); it is on parameter "
+        f"30 (30) for 40 s, on w1; {hint}",
+    ]
+    assert len(warnings) == 6
+
+
+class Stopping(InlineBackend):
+    """Stops the worker of a first attempt on parameter 6, as a time limit would."""
+
+    def submit(self, chunk):
+        super().submit(chunk)
+        result = self._ready[-1]
+        if chunk.attempt == 1 and 6 in chunk.iter_indices():
+            done = list(chunk.iter_indices()).index(6)
+            stuck = ("TimeoutError", "over 2 s")
+            self._ready[-1] = cut_short(chunk, self.space, done, result.values, [], stuck)
+
+
+def test_the_rest_of_a_stopped_chunk_runs_as_a_chunk_of_its_own(caplog):
+    caplog.set_level("INFO", logger="ttg_ray.engine.runner")
+    backend = Stopping()
+    runner, values, failures = run(backend, square, 12, chunk_size=10)
+    assert values == {i: i * i for i in range(12)} and failures == []
+    assert [(c.chunk_id, c.lo, c.hi, c.attempt) for c in backend.submitted] == [
+        ("c000000", 0, 10, 1),
+        ("c000001", 10, 12, 1),
+        ("c000000@7", 7, 10, 1),  # the rest, nothing run twice
+        ("c000000-r2", 6, 7, 2),  # the parameter it was stopped on, retried
+    ]
+    assert runner.summary.retries == 1 and runner.summary.chunks == 4
+    messages = [r.getMessage() for r in caplog.records]
+    assert "chunk c000000 stopped after 7 of 10 parameters; the other 3 run as chunk c000000@7" in (
+        messages
+    )
+
+
+def test_a_stopped_probe_does_not_hold_up_the_plan():
+    class OneAtATime(Stopping):
+        def poll(self, timeout_s):
+            ready, self._ready = self._ready[:1], self._ready[1:]
+            return ready
+
+    backend = OneAtATime(slots=1)
+    _, values, failures = run(backend, square, 40, max_inflight=3)
+    assert values == {i: i * i for i in range(40)} and failures == []
+    # the stopped probe gives no timing: another probe goes out with its rest and retry
+    assert [(c.chunk_id, c.lo, c.hi) for c in backend.submitted[:4]] == [
+        ("c000000", 0, 16),
+        ("c000000@7", 7, 16),
+        ("c000000-r2", 6, 7),
+        ("c000001", 16, 32),
+    ]
+
+
+def test_retried_parameters_that_pass_keep_their_own_values():
+    calls = set()
+
+    def fails_once_at_3_and_7(p):
+        if p in (3, 7) and p not in calls:
+            calls.add(p)
+            raise ValueError(p)
+        return p * p
+
+    runner, values, failures = run(InlineBackend(), fails_once_at_3_and_7, 10, chunk_size=10)
+    assert values == {i: i * i for i in range(10)} and failures == []
+    assert [(c.chunk_id, c.indices) for c in runner.backend.submitted] == [
+        ("c000000", None),
+        ("c000000-r2", (3, 7)),
+    ]

@@ -53,6 +53,7 @@ def test_sums_that_float_addition_gets_wrong_are_exact():
 def test_non_numbers_nan_and_bools_are_left_out():
     stats = ValueStats.of([1.0, "text", None, math.nan, True, 2])
     assert (stats.count, stats.total, stats.low, stats.high) == (2, 3.0, 1.0, 2)
+    assert ValueStats.of([True, 2.0]) == ValueStats.of([2.0, False]) == ValueStats.of([2.0])
 
 
 def test_infinities_and_overflow():
@@ -60,6 +61,23 @@ def test_infinities_and_overflow():
     assert math.isnan(ValueStats.of([math.inf, -math.inf]).total)
     assert math.isnan(ValueStats.of([math.inf]).merge(ValueStats.of([-math.inf])).total)
     assert ValueStats.of([1e308, 1e308]).total == math.inf
+    assert ValueStats.of([1e308, 1e308, 1e308, -1e308]).total == math.inf
+
+
+def test_merges_past_the_compaction_keep_infinities_and_overflow():
+    both = ValueStats.of([math.inf]).merge(ValueStats.of([-math.inf]))
+    big = ValueStats()
+    for _ in range(40):  # more than 32 partials: compacting them fails, and is skipped
+        both = both.merge(ValueStats.of([0.1, 1e20, -1e20]))
+        big = big.merge(ValueStats.of([1e308]))
+    assert (both.count, len(both.partials)) == (122, 42) and math.isnan(both.total)
+    assert (big.count, len(big.partials), big.total) == (40, 40, math.inf)
+
+
+def test_exact_partials_exactly():
+    assert exact_partials([]) == exact_partials([1.0, -1.0]) == (0.0,)
+    assert exact_partials(iter([0.1, 0.2])) == (0.30000000000000004, -2.7755575615628914e-17)
+    assert exact_partials([0.1, 0.2], 0.1 + 0.2) == (0.30000000000000004, -2.7755575615628914e-17)
 
 
 def test_chunk_stats_travel_as_json_and_are_dropped_when_not_finite():
@@ -78,3 +96,75 @@ def test_summary_reads_its_statistics_from_the_merged_stats():
     assert summary.numeric_count == 3
     assert (summary.value_sum, summary.value_avg) == (9.0, 3.0)
     assert (summary.value_min, summary.value_max) == (1.0, 5.0)
+
+
+def a_summary() -> Summary:
+    summary = Summary(
+        "redis", "run-9", total=12345, processed=2345, succeeded=2300, failed=45,
+        skipped_resumed=10000, duplicates_discarded=7, retries=90, chunks=31,
+        duration_s=1.23456, startup_s=0.56789,
+    )  # fmt: skip
+    summary.add_values([1.5, 2500.25, -3.0])
+    summary.chunks_per_node.update({"node-b": 1200, "node-a": 3})
+    summary.failed_indices.extend(range(100, 1145))
+    return summary
+
+
+def test_summary_as_a_dict_and_as_json():
+    data = a_summary().to_dict()
+    assert data == {
+        "backend": "redis", "run_id": "run-9", "total": 12345, "processed": 2345,
+        "succeeded": 2300, "failed": 45, "skipped_resumed": 10000, "duplicates_discarded": 7,
+        "retries": 90, "chunks": 31, "duration_s": 1.2346, "startup_s": 0.5679,
+        "params_per_second": 1899.46, "sum": 2498.75, "avg": 2498.75 / 3, "min": -3.0,
+        "max": 2500.25, "chunks_per_node": {"node-a": 3, "node-b": 1200},
+        "failed_indices": list(range(100, 1100)),  # the first thousand
+    }  # fmt: skip
+    assert list(data["chunks_per_node"]) == ["node-a", "node-b"]
+    assert a_summary().to_json() == json.dumps(data, indent=2)
+
+
+def test_summary_table():
+    assert a_summary().format_table() == "\n".join([
+        "backend               redis",
+        "run id                run-9",
+        "parameters            12,345",
+        "processed             2,345",
+        "succeeded             2,300",
+        "failed                45",
+        "skipped (resumed)     10,000",
+        "duplicates discarded  7",
+        "retries               90",
+        "chunks                31",
+        "start-up              0.57 s",
+        "duration              1.23 s",
+        "throughput            1,899.5 params/s",
+        "sum                   2,498.7500",
+        "avg                   832.9167",
+        "min                   -3.0000",
+        "max                   2,500.2500",
+        "chunks per node:",
+        "  node-a                     3",
+        "  node-b                 1,200",
+        "failed indices: " + ", ".join(map(str, range(100, 120))) + " (+1025 more)",
+    ])  # fmt: skip
+
+
+def test_an_empty_summary_table():
+    summary = Summary("ray", "r0")
+    summary.failed_indices.extend(range(20))
+    data = summary.to_dict()
+    assert (data["sum"], data["avg"], data["min"], data["max"]) == (None, None, None, None)
+    assert data["params_per_second"] == 0.0
+    lines = summary.format_table().splitlines()
+    assert lines[12:] == [
+        "throughput            0.0 params/s",
+        "sum                   -",
+        "avg                   -",
+        "min                   -",
+        "max                   -",
+        "chunks per node:",
+        "failed indices: " + ", ".join(map(str, range(20))),  # all 20: no "more"
+    ]
+    summary.failed_indices.append(20)
+    assert summary.format_table().endswith(", 19 (+1 more)")

@@ -154,7 +154,8 @@ def _encode_dict(value: dict, path: str) -> dict:
 
 
 def _encode_array(array: np.ndarray, path: str) -> dict:
-    if array.dtype.kind not in _ARRAY_KINDS or array.dtype.fields is not None:
+    # Structured and object dtypes have kinds "V" and "O": refused here too.
+    if array.dtype.kind not in _ARRAY_KINDS:
         raise Unencodable(
             f"{path} is a numpy array of dtype {array.dtype}; only bool and numeric dtypes "
             "are kept: convert it (for example array.tolist() for strings)"
@@ -189,7 +190,7 @@ def _decode_array(data: dict) -> np.ndarray:
         raw = base64.b64decode(data["data"], validate=True)
     except (TypeError, ValueError) as err:
         raise Unencodable(f"malformed array: {err}") from err
-    if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.hasobject:
+    if dtype.kind not in _ARRAY_KINDS:
         raise Unencodable(f"refusing an array of dtype {dtype}: only bool and numeric")
     if len(raw) != math.prod(shape) * dtype.itemsize:
         raise Unencodable(f"array data of {len(raw)} bytes does not fit {shape} {dtype}")

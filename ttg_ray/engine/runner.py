@@ -113,7 +113,6 @@ class Runner:
             workers=capacity,
             max_size=self.max_chunk_params,
         )
-        self._max_inflight = self.max_inflight or 2 * capacity
         lifecycle(
             log,
             "initialized",
