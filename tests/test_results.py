@@ -130,8 +130,8 @@ def test_missing_folders_are_made(tmp_path):
 def test_a_store_written_to_is_kept(tmp_path):
     path = tmp_path / "out.jsonl"
     store = ResultStore(path)
-    store.write([(0, 0, 1)], [])
-    store.write([], [])
+    store.write([0], [0], [1], [])
+    store.write([], [], [], [])
     store.discard_if_empty()
     assert [r["index"] for r in read_store(path)] == [0]
 

@@ -276,8 +276,8 @@ def test_a_record_that_does_not_fit_the_sweep_is_refused(tmp_path, space, record
 def test_the_first_record_of_an_index_wins_and_the_rest_are_read(tmp_path):
     path = tmp_path / "r.jsonl"
     checkpoint = open_output(path, SweepIdentity.of(other_sim, ParamRange(4)), ParamRange(4))
-    checkpoint.store.write([(0, 0, "first"), (1, 1, "b")], [])
-    checkpoint.store.write([(0, 0, "second"), (2, 2, "c")], [])
+    checkpoint.store.write([0, 1], [0, 1], ["first", "b"], [])
+    checkpoint.store.write([0, 2], [0, 2], ["second", "c"], [])
     checkpoint.store.close()
     checkpoint, resumed = reopen(path, other_sim, ParamRange(4), resume=True)
     assert resumed == {0: "first", 1: "b", 2: "c"} and checkpoint.done.gaps(4) == [(3, 4)]
