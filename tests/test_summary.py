@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -67,11 +68,22 @@ def test_infinities_and_overflow():
 def test_merges_past_the_compaction_keep_infinities_and_overflow():
     both = ValueStats.of([math.inf]).merge(ValueStats.of([-math.inf]))
     big = ValueStats()
-    for _ in range(40):  # more than 32 partials: compacting them fails, and is skipped
+    for _ in range(40):  # more than 32 partials: compacting inf and -inf fails, is skipped
         both = both.merge(ValueStats.of([0.1, 1e20, -1e20]))
         big = big.merge(ValueStats.of([1e308]))
     assert (both.count, len(both.partials)) == (122, 42) and math.isnan(both.total)
-    assert (big.count, len(big.partials), big.total) == (40, 40, math.inf)
+    # Past the float range, the exact sum is still carried: as floats of at most the largest.
+    assert (big.count, big.total) == (40, math.inf) and len(big.partials) < 40
+    assert sum(map(Fraction, big.partials)) == 40 * Fraction(1e308)
+
+
+def test_huge_values_that_cancel_sum_exactly_across_chunks():
+    # math.fsum overflows on the way for these although their sum is a float
+    assert ValueStats.of([1e308, 1e308, -1e308]).total == 1e308
+    merged = ValueStats.of([1e308, 1e308]).merge(ValueStats.of([-1e308, 0.5]))
+    assert merged.total == math.fsum([1e308, 0.5]) and merged.count == 4
+    assert ValueStats.of([-1e308] * 1000 + [1.0]).total == -math.inf  # beyond 64 floats
+    assert ValueStats.of([1e308, -math.inf, 1e308]).total == -math.inf
 
 
 def test_exact_partials_exactly():

@@ -6,9 +6,11 @@ import contextlib
 import itertools
 import json
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 
@@ -24,14 +26,50 @@ def exact_partials(values: Iterable[float], total: float | None = None) -> tuple
     ``total``, when the caller has it, is ``math.fsum(values)`` (one pass saved)."""
     values = values if isinstance(values, list) else list(values)
     parts: list[float] = [] if total is None or not math.isfinite(total) else [total]
-    for _ in range(80):  # each remainder is below half an ulp of the last: this ends
-        rest = math.fsum(itertools.chain(values, (-p for p in parts)))
-        if rest == 0.0 or not math.isfinite(rest):
-            if rest != 0.0 or not parts:
-                parts.append(rest)
-            break
-        parts.append(rest)
+    try:
+        for _ in range(80):  # each remainder is below half an ulp of the last: this ends
+            rest = math.fsum(itertools.chain(values, (-p for p in parts)))
+            if rest == 0.0 or not math.isfinite(rest):
+                if rest != 0.0 or not parts:
+                    parts.append(rest)
+                break
+            parts.append(rest)
+    except OverflowError:  # fsum overflows on the way (huge values, maybe cancelling)
+        return _partials_of(_exact_sum(values))
     return tuple(parts)
+
+
+MAX_PARTS = 64  # an exact sum needing more floats than this counts as overflowed
+
+
+def _exact_sum(values: Iterable[float]) -> Fraction:
+    """The exact sum (OverflowError for an inf, ValueError for a NaN: no exact sum)."""
+    return sum(map(Fraction, values), Fraction(0))
+
+
+def _infinity_of(numbers: list[float]) -> float:
+    """The infinite sum of ``numbers``: the sign of their infinities, else of their sum."""
+    infinite = [x for x in numbers if math.isinf(x)]
+    if infinite:
+        return infinite[0]
+    return math.inf if _exact_sum(numbers) > 0 else -math.inf
+
+
+def _partials_of(exact: Fraction) -> tuple[float, ...]:
+    """Floats that add up to ``exact``: its rounding, then the rest's, and so on; a sum
+    beyond the largest float is carried as several floats (OverflowError past
+    MAX_PARTS of them)."""
+    parts: list[float] = []
+    while len(parts) < MAX_PARTS:
+        try:
+            part = float(exact)
+        except OverflowError:
+            part = sys.float_info.max if exact > 0 else -sys.float_info.max
+        parts.append(part)
+        exact -= Fraction(part)
+        if exact == 0:
+            return tuple(parts)
+    raise OverflowError("the sum is out of the float range")
 
 
 @dataclass(frozen=True)
@@ -63,8 +101,8 @@ class ValueStats:
             low, high = min(numbers), max(numbers)
         try:
             partials = exact_partials(numbers, total)
-        except OverflowError:  # finite values whose sum overflows a float
-            partials = (math.copysign(math.inf, math.fsum(x / 2 for x in numbers)),)
+        except OverflowError:  # an infinity, or a sum far beyond the float range
+            partials = (_infinity_of(numbers),)
         except ValueError:  # both infinities: the sum is not a number
             partials = (math.nan,)
         return cls(len(numbers), partials, low, high)
@@ -89,10 +127,18 @@ class ValueStats:
     def total(self) -> float:
         try:
             return math.fsum(self.partials)
-        except OverflowError:
-            return math.copysign(math.inf, self.partials[0])
         except ValueError:  # inf + -inf
             return math.nan
+        except OverflowError:  # on the way; the sum itself may still be a float
+            pass
+        try:
+            exact = _exact_sum(self.partials)
+        except OverflowError:  # an infinite partial: the sum is that infinity
+            return next(p for p in self.partials if math.isinf(p))
+        try:
+            return float(exact)
+        except OverflowError:
+            return math.inf if exact > 0 else -math.inf
 
 
 @dataclass
