@@ -82,8 +82,13 @@ def test_huge_values_that_cancel_sum_exactly_across_chunks():
     assert ValueStats.of([1e308, 1e308, -1e308]).total == 1e308
     merged = ValueStats.of([1e308, 1e308]).merge(ValueStats.of([-1e308, 0.5]))
     assert merged.total == math.fsum([1e308, 0.5]) and merged.count == 4
+    negative = ValueStats.of([-1e308, -1e308]).merge(ValueStats.of([1e308]))
+    assert negative.total == -1e308
+    assert sum(map(Fraction, ValueStats.of([1e308, 1e308]).partials)) == 2 * Fraction(1e308)
     assert ValueStats.of([-1e308] * 1000 + [1.0]).total == -math.inf  # beyond 64 floats
+    assert ValueStats.of([1e308] * 1000).total == math.inf
     assert ValueStats.of([1e308, -math.inf, 1e308]).total == -math.inf
+    assert ValueStats.of([1e308, 1e308, math.inf]).total == math.inf
 
 
 def test_exact_partials_exactly():
