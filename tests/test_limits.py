@@ -267,6 +267,17 @@ def test_stall_watch_reports_a_chunk_far_slower_than_expected_once():
     assert "on parameter 77 (77) for 44 s, on host w1" in text
 
 
+def test_with_no_timing_yet_a_chunk_moving_through_long_parameters_is_not_stalled():
+    from ttg_ray.backends.base import RunningChunk
+    from ttg_ray.engine.stalls import StallWatch
+
+    watch, unknown = StallWatch(factor=5, min_s=30), {}.get
+    moving = RunningChunk("c1", "w1", 15, 15, chunk_s=31.0, param_s=1.0, seen_at=0.0)
+    stuck = RunningChunk("c2", "w2", 40, 40, chunk_s=35.0, param_s=31.0, seen_at=0.0)
+    silent = RunningChunk("c3", "w3", None, None, chunk_s=31.0, param_s=0.0, seen_at=0.0)
+    assert watch.check([moving, stuck, silent], unknown) == [stuck, silent]
+
+
 class StallingBackend(InlineBackend):
     """Holds chunk c000001 back and reports it as running for a long time."""
 

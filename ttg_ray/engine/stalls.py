@@ -32,7 +32,11 @@ class StallWatch:
         for chunk in running:
             if chunk.chunk_id in self.reported:
                 continue
-            if chunk.chunk_s > self.limit_s(expected_s(chunk.chunk_id)):
+            expected = expected_s(chunk.chunk_id)
+            # With no timing yet (no chunk has finished: long parameters), a chunk that
+            # moves from parameter to parameter is not stalled: judge its current one.
+            ran_s = chunk.param_s if expected is None and chunk.index is not None else chunk.chunk_s
+            if ran_s > self.limit_s(expected):
                 self.reported[chunk.chunk_id] = chunk
                 stalled.append(chunk)
         return stalled
