@@ -602,3 +602,15 @@ def test_retried_parameters_that_pass_keep_their_own_values():
         ("c000000", None),
         ("c000000-r2", (3, 7)),
     ]
+
+
+def test_no_chunk_is_planned_larger_than_the_backend_can_carry_back():
+    class Carrying(InlineBackend):
+        def largest_chunk(self):  # learnt from the first results, as the queue backends do
+            return 25 if self.submitted else None
+
+    backend = Carrying()
+    _, values, _ = run(backend, square, 1000)
+    assert values == {i: i * i for i in range(1000)}
+    sizes = [chunk.size for chunk in backend.submitted]
+    assert sizes[:2] == [16, 16] and max(sizes[2:]) == 25  # probes, then at most 25

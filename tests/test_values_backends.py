@@ -5,6 +5,7 @@ unencodable value fails its parameter once, with no retry, the same way everywhe
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import ray
 
 import ttg_ray
+from ttg_ray import workloads
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 BACKENDS = ["ray", "redis", "rabbitmq"]
@@ -147,3 +149,16 @@ def test_an_unencodable_value_fails_once_with_no_retry(
     assert result.values == [0, 1, 2, None, 4, 5, 6, 7]
     frame = ttg_ray.read_results(out)
     assert frame.loc[3, "error_type"] == "Unencodable" and frame["index"].tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("backend", ["redis", "rabbitmq"])
+def test_large_results_are_planned_to_fit_a_message_with_nothing_run_twice(
+    request, backend, run_id, caplog
+):
+    # 400 arrays of 200 KB: the sizing by time alone would plan chunks of 100 parameters
+    # (20 MB of results, over the 16 MiB message limit), each split and run again.
+    fn = functools.partial(workloads.array_value, size=25_000)
+    result = ttg_ray.compute(fn, 400, **options(request, backend, run_id))
+    assert all(same(v, fn(i)) for i, v in enumerate(result.values))
+    assert (result.summary.processed, result.summary.retries) == (400, 0)
+    assert not [r for r in caplog.records if "message limit" in r.getMessage()]

@@ -124,6 +124,11 @@ class Backend(ABC):
         """Results that have arrived, waiting up to ``timeout_s`` for at least one. A chunk
         whose retries ran out comes back as a result with ``lost`` set."""
 
+    def largest_chunk(self) -> int | None:
+        """The most parameters a chunk may hold for its result to reach the driver, as
+        far as the backend has seen (None: no limit). The runner plans no larger ones."""
+        return None
+
     def running(self) -> list[RunningChunk]:
         """The chunks running now, as their workers last reported them (for stall
         reports); empty when the backend does not know."""

@@ -28,7 +28,7 @@ from ttg_ray.config import BrokerConfig, SigningConfig, child_env, mask_url
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.execute import lost_chunk
 from ttg_ray.core.functions import FunctionRef
-from ttg_ray.core.messages import decode_reply, encode_task
+from ttg_ray.core.messages import MAX_BODY_BYTES, decode_reply, encode_task
 from ttg_ray.core.params import Space
 from ttg_ray.core.results import ChunkResult
 from ttg_ray.core.setup import refs_of
@@ -47,6 +47,7 @@ RECONNECT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 READY_TIMEOUT_S = 30.0
 BEAT_S = 1.0  # how often workers report a running chunk (see queue_worker.BEAT_S)
+RESULT_SHARE = 0.5  # of the message limit a planned chunk's result may fill
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class QueueBackend(Backend):
         self._closing = False
         self._sent: dict[str, tuple[Chunk, float]] = {}  # not yet back: (chunk, sent at)
         self._latency_s = 0.0  # smoothed time from sending a chunk to its result
+        self._bytes_per_param = 0.0  # the most a result has taken, per parameter
         self._beats: dict[str, RunningChunk] = {}
         self._takeovers: dict[str, int] = {}
         self._ready: list[ChunkResult] = []
@@ -160,6 +162,8 @@ class QueueBackend(Backend):
                 self._note_beat(reply, now)
                 continue
             log.debug("result of chunk %s", reply.chunk_id)
+            if reply.size and not reply.lost:
+                self._bytes_per_param = max(self._bytes_per_param, len(body) / reply.size)
             sent = self._sent.pop(reply.chunk_id, None)
             if sent is not None:
                 self._latency_s = 0.8 * self._latency_s + 0.2 * (now - sent[1])
@@ -168,6 +172,13 @@ class QueueBackend(Backend):
         if self.options.timeout_s is not None:
             self._take_over_silent(now)
         return results
+
+    def largest_chunk(self) -> int | None:
+        """Chunks whose results fill at most half a message, by the largest bytes per
+        parameter seen so far (a result over the limit would be split and run again)."""
+        if not self._bytes_per_param:
+            return None
+        return max(1, int(RESULT_SHARE * MAX_BODY_BYTES / self._bytes_per_param))
 
     def running(self) -> list[RunningChunk]:
         now = time.monotonic()

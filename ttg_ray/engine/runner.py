@@ -151,6 +151,8 @@ class Runner:
     def _follow_capacity(self, planner: ChunkPlanner) -> int:
         """The in-flight bound for now: it follows the backend's capacity as nodes join
         and leave, and tells the backend how much work is left to run at once."""
+        largest = self.backend.largest_chunk()
+        planner.max_size = min(self.max_chunk_params, largest or self.max_chunk_params)
         capacity = max(1, self.backend.capacity)
         if capacity != planner.workers:
             log.info("capacity now %d worker slot(s), was %d", capacity, planner.workers)
