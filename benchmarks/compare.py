@@ -195,10 +195,6 @@ WORKLOADS = (
 )
 SCALE_SIZES = (100_000, 1_000_000, 10_000_000)
 SCALE_SIZES_QUICK = (2_000, 20_000)
-CODEC_NOTE = (
-    "W5 needs the value codec (arrays carried exactly by every backend): until it lands "
-    "the queue backends fail each parameter and their rows are skipped with the reason."
-)
 
 
 def run_workload(w: Workload, quick: bool, systems: list[str], repeat: int) -> WorkloadResult:
@@ -404,8 +400,6 @@ def main(argv: list[str] | None = None) -> int:
     for w in WORKLOADS:
         if w.key in args.workloads:
             results[w.key] = run_workload(w, args.quick, systems, args.repeat)
-            if w.key == "W5":
-                results[w.key].notes.append(CODEC_NOTE)
             sections.append(report.workload_table(results[w.key]))
             print(sections[-1])
     rows: list[startup.StartupRow] = []
