@@ -116,7 +116,10 @@ def test_publishing_is_streamed_not_all_at_once(request, backend, run_id):
         fn, 400, backend=backend, workers=2, chunk_size=4, run_id=run_id, progress=sample, **kw
     )
     queue.close()
-    assert depths and max(depths) <= 2 * 2  # never more than the runner's 2 x capacity
+    # The runner keeps 2 x capacity chunks out; a worker acks its task just after it
+    # publishes the result, so each of the 2 workers may hold one more for that instant.
+    # Published all at once, the 100 chunks would all be there.
+    assert depths and max(depths) <= 2 * 2 + 2
 
 
 @pytest.mark.parametrize("backend", BROKERS)
