@@ -142,10 +142,6 @@ class _Watch:
     def take(self, run_id: str) -> tuple[dict[str, dict], list[ChunkResult]]:
         return self._beats.pop(run_id, {}), self._stopped.pop(run_id, [])
 
-    def forget(self, run_id: str) -> None:
-        self._beats.pop(run_id, None)
-        self._stopped.pop(run_id, None)
-
 
 # The watch actor of each Ray job this process has been: starting an actor is a new
 # worker process (about 1 s here), which a warm Ray's later sweeps must not pay again.
@@ -590,5 +586,5 @@ class RayBackend(Backend):
         self._refs.clear()
         if self._watch is not None and ray.is_initialized():
             with contextlib.suppress(RayError, ValueError):
-                self._watch.forget.remote(self._run_id)  # what late chunks reported
+                self._watch.take.remote(self._run_id)  # drops what late chunks reported
         self._watch, self._taking = None, None

@@ -132,13 +132,9 @@ class ValueStats:
         except OverflowError:  # on the way; the sum itself may still be a float
             pass
         try:
-            exact = _exact_sum(self.partials)
-        except OverflowError:  # an infinite partial: the sum is that infinity
-            return next(p for p in self.partials if math.isinf(p))
-        try:
-            return float(exact)
-        except OverflowError:
-            return math.inf if exact > 0 else -math.inf
+            return float(_exact_sum(self.partials))
+        except OverflowError:  # an infinite partial, or a sum beyond the float range
+            return _infinity_of(list(self.partials))
 
 
 @dataclass
