@@ -40,13 +40,15 @@ from benchmarks.systems import (
     ttg_ray_backend,
 )
 
-KINDS = ("driver", "workers", "ray daemons", "other processes")
+KINDS = ("driver", "workers", "watch actor", "ray daemons", "other processes")
 
 
 def kind(proc: psutil.Process, driver: int) -> str:
     if proc.pid == driver:
         return "driver"
     name = proc.name()
+    if name.startswith("ray::_Watch"):
+        return "watch actor"  # ttg_ray's heartbeat mailbox, one per Ray job
     if name.startswith("ray::") and "Agent" not in name:
         return "workers"  # ray::IDLE, ray::_chunk_task, ray::run_list
     if any("default_worker.py" in part for part in proc.cmdline()):
@@ -116,7 +118,7 @@ class Sampler:
         born in between counts from zero."""
         _, a, busy_a = min(self.samples, key=lambda s: abs(s[0] - t0))
         _, b, busy_b = min(self.samples, key=lambda s: abs(s[0] - t1))
-        out = dict.fromkeys(("driver", "workers", "ray daemons"), 0.0)
+        out = dict.fromkeys(KINDS[:-1], 0.0)
         for pid, (what, cpu) in b.items():
             out[what] += cpu - a.get(pid, (what, 0.0))[1]
         out["other processes"] = busy_b - busy_a - sum(out.values())
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ideal = args.workers * 100 / (time.perf_counter() - started)
     cores = psutil.cpu_count()
     print(f"chunk {job.chunk_size}, ideal ~{ideal:,.0f} params/s, {cores} cores")
-    head = ["driver", "workers", "ray daemons"]
+    head = KINDS[:-1]
     print(
         "| system | x ideal | sweep s | "
         + " | ".join(f"{k} CPU s / 1k params" for k in head)

@@ -113,6 +113,14 @@ def _count(run_id: str, ok: int, failed: int) -> None:
 
 BEAT_S = 1.0  # how often a running chunk reports where it is
 WATCH_TICK_S = 0.05  # how often a chunk's watchdog checks its limits
+# How often the driver reads the watch mailbox: often under a limit (a stopped chunk's
+# worker is killed at once), else once a heartbeat.
+TAKE_LIMITED_S = 0.2
+# How long opening a sweep waits for a new watch actor. Its worker process starts in
+# about a second and takes most of a core while it does: inside the sweep's clock that
+# was 10 % of a 5 s sweep on 2 cores. On a cluster slow to place it, the sweep goes on
+# and heartbeats begin once it is up.
+WATCH_READY_S = 10.0
 KILL_WAIT_S = 300.0  # a stopped chunk's worker waits this long for the driver to kill it
 
 
@@ -141,6 +149,9 @@ class _Watch:
 
     def take(self, run_id: str) -> tuple[dict[str, dict], list[ChunkResult]]:
         return self._beats.pop(run_id, {}), self._stopped.pop(run_id, [])
+
+    def ready(self) -> bool:
+        return True
 
 
 # The watch actor of each Ray job this process has been: starting an actor is a new
@@ -362,14 +373,18 @@ class RayBackend(Backend):
             ) from err
         self._space_ref = ray.put(space)
         self._capacity = self._cluster_cpus()
-        self._read_at = time.monotonic()
         self._nodes = self._alive_nodes()
         self._check_memory_limit()
         self._watch = _shared_watch()
-        # Starting the worker processes is start-up cost, not sweep time.
-        # (None on an autoscaling cluster with no worker yet: the sweep's demand grows it.)
+        # Starting the worker processes (and the watch actor's) is start-up cost, not
+        # sweep time. (No worker on an autoscaling cluster at zero: the sweep's demand
+        # grows it.)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         nodes = ray.get([_warm_up.remote() for _ in range(cpus)])
+        watch_up, _ = ray.wait([self._watch.ready.remote()], timeout=WATCH_READY_S)
+        if not watch_up:
+            log.info("the watch actor is still starting: heartbeats begin once it is up")
+        self._read_at = time.monotonic()  # start-up can take seconds: not stale at once
         log.info("Ray ready: %d CPUs on %d node(s)", self._capacity, len(set(nodes)))
 
     @staticmethod
@@ -496,7 +511,8 @@ class RayBackend(Backend):
         if self._watch is None:
             return
         if self._taking is None:
-            if now - self._last_take >= 0.2:
+            limited = self._limits != _Limits()
+            if now - self._last_take >= (TAKE_LIMITED_S if limited else BEAT_S):
                 self._taking = self._watch.take.remote(self._run_id)
                 self._last_take = now
             return
