@@ -37,6 +37,7 @@ from benchmarks.systems import (
     Unavailable,
     WrongValues,
     chunk_size_ttg_picks,
+    compute_only,
     cpu_work,
     dask,
     dask_available,
@@ -63,6 +64,11 @@ class Peer:
 
 SYSTEMS: dict[str, Peer] = {
     "serial": Peer("serial loop", "reference: one process", serial),
+    "compute-only": Peer(
+        "parallel compute only",
+        "reference: each worker computes its share in place, nothing sent",
+        compute_only,
+    ),
     "pool": Peer("multiprocessing.Pool.map", "default chunksize (static: 4 per worker)", pool_map),
     "ppe": Peer("ProcessPoolExecutor.map", "naive: chunksize=1 (default)", process_pool(False)),
     "ppe-chunks": Peer(

@@ -60,6 +60,7 @@ def test_tables_and_targets_from_made_up_timings():
     runs = {
         "serial loop": [Timing("serial loop", 100, 0, 1.0, 0)],
         "multiprocessing.Pool.map": [Timing("p", 1000, 0, 1.0, 0)],
+        "parallel compute only": [Timing("c", 1000, 0, 0.8, 0)],
         "ttg_ray ray": [Timing("t", 1000, 2.0, 2.0, 0), Timing("t", 1000, 2.0, 1.0, 0)],
     }
     w0 = WorkloadResult("W0", "trivial", 2, runs, chunk_size=500)
@@ -69,7 +70,9 @@ def test_tables_and_targets_from_made_up_timings():
     assert "ttg_ray's chunk for this work: 500 parameters." in table
     points = [ScalePoint("ray", 10, [100.0], [50.0]), ScalePoint("ray", 100, [95.0], [52.0])]
     targets = report.targets({"W0": w0}, points)
-    assert "W0 ttg_ray ray vs Pool.map: 0.750x (>= 0.8): MISSED" in targets
+    assert "W0 ttg_ray ray vs Pool.map: 0.750x (>= 1.3): MISSED" in targets
+    assert "W0 parallel compute only vs Pool.map: 1.250x (the most any system gets)" in targets
+    assert "W0 ttg_ray ray: 3.750 of ideal (>= 0.5): met" in targets
     assert "W0 ttg_ray ray vs the fastest peer (multiprocessing.Pool.map): 0.750x" in targets
     assert "throughput 0.950x (>= 0.90): met; peak memory 1.040x (<= 1.10): met" in targets
 
