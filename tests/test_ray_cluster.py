@@ -20,6 +20,7 @@ def cluster():
     )
     workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
     cluster.wait_for_nodes()
+    ttg_ray.shutdown()  # a warm ttg_ray Ray an earlier test module left up
     ray.init(address=cluster.address, logging_level="ERROR")
     yield cluster, workers
     ray.shutdown()
