@@ -35,12 +35,6 @@ def test_values_equal_a_serial_loop():
     assert result.summary.processed == 90 and result.summary.duplicates_discarded == 0
 
 
-def test_workers_run_at_the_drivers_priority():
-    # Ray's default is nice 15: behind the driver, Ray's daemons and any other job.
-    result = ttg_ray.compute(lambda p: os.nice(0), 4, chunk_size=1)
-    assert result.values == [os.nice(0)] * 4
-
-
 def test_automatic_chunks_and_node_record():
     result = ttg_ray.compute(workloads.seed_placeholder, 3000)  # 1 ms per parameter
     assert result.values == [workloads.seed_placeholder(i, 0) for i in range(3000)]

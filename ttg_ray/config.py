@@ -28,29 +28,13 @@ def mask_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Where the Ray backend connects: explicit address, else RAY_ADDRESS, else local;
-    and the priority of a local Ray's workers: Ray's own RAY_worker_niceness, else 0."""
+    """Where the Ray backend connects: explicit address, else RAY_ADDRESS, else local."""
 
     address: str | None = None
-    # Ray starts workers at nice 15, behind the driver and every other process; a local
-    # Ray started for a sweep gives them the driver's priority, as multiprocessing.Pool,
-    # joblib and the queue backends' workers have.
-    worker_niceness: int = 0
 
     @classmethod
     def from_env(cls, address: str | None = None) -> RayConfig:
-        niceness = os.environ.get("RAY_worker_niceness", "0")  # noqa: SIM112 (Ray spells it so)
-        try:
-            worker_niceness = int(niceness)
-        except ValueError:
-            raise UsageError(
-                f"RAY_worker_niceness={niceness!r} is not an integer; set it to a niceness "
-                "(0 = the driver's priority, 15 = Ray's default) or unset it"
-            ) from None
-        return cls(
-            address=address or os.environ.get("RAY_ADDRESS") or None,
-            worker_niceness=worker_niceness,
-        )
+        return cls(address=address or os.environ.get("RAY_ADDRESS") or None)
 
 
 @dataclass(frozen=True)

@@ -364,7 +364,6 @@ class RayBackend(Backend):
                 address=config.address,
                 num_cpus=self.options.workers,
                 include_dashboard=self.options.include_dashboard,
-                worker_niceness=config.worker_niceness,
             )
         )
         log.info("using %s", where)

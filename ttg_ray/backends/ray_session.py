@@ -43,7 +43,6 @@ class RayWanted:
     address: str | None = None
     num_cpus: int | None = None
     include_dashboard: bool | None = None
-    worker_niceness: int | None = None  # of a local Ray's workers; None = Ray's default
 
     def differs_from(self, running: RayWanted) -> list[str]:
         """The settings that need a restart to honour; empty when ``running`` will do."""
@@ -140,8 +139,6 @@ def _start(wanted: RayWanted) -> _Session:
             kwargs["num_cpus"] = wanted.num_cpus
         if wanted.include_dashboard is not None:
             kwargs["include_dashboard"] = wanted.include_dashboard
-        if wanted.worker_niceness is not None:
-            kwargs["_system_config"] = {"worker_niceness": wanted.worker_niceness}
     log.info("connecting to %s", where)
     started = time.monotonic()
     before = set(_children(os.getpid()))
