@@ -1,6 +1,6 @@
 """ttg_ray against its peers, side by side, on the same work (issues 5 and 13).
 
-    python -m benchmarks.compare [--repeat 3] [--quick] [--workloads W0,...,W6,Startup,Scale]
+    python -m benchmarks.compare [--repeat 3] [--quick] [--workloads W0,...,W7,Startup,Scale]
                                  [--systems serial,pool,ppe,ppe-chunks,joblib,ray,...]
 
 Each peer runs as a newcomer would use it (naive) and as its own documentation says to
@@ -197,6 +197,15 @@ WORKLOADS = (
                 "8 workers (200 s a round); not timed",
             ),
         ),
+    ),
+    Workload(
+        "W7",
+        "1,000,000 parameters of one line of arithmetic (~0.1 us), 2 workers",
+        workloads.arithmetic,
+        1_000_000,
+        20_000,
+        2,
+        (("dask", 20_000), ("ppe", 20_000)),
     ),
 )
 SCALE_SIZES = (100_000, 1_000_000, 10_000_000)

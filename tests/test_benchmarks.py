@@ -141,17 +141,21 @@ def test_chunked_usages_equal_to_the_naive_one_at_chunks_of_one_are_left_out():
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_compare_quick_on_ray(tmp_path):
-    args = ["--quick", "--repeat", "1", "--workloads", "W0,W5,Startup"]
-    args += ["--systems", "serial,pool,ray", "--startup-systems", "serial,pool"]
+    args = ["--quick", "--repeat", "1", "--workloads", "W0,W5,W7,Startup"]
+    args += ["--systems", "serial,compute-only,pool,ray", "--startup-systems", "serial,pool"]
     args += ["--out-dir", str(tmp_path)] + ([] if HAVE_MATPLOTLIB else ["--no-plots"])
     assert compare.main(args) == 0
     (md,) = tmp_path.glob("*-quick.md")
     text = md.read_text()
     assert "| ttg_ray ray | adaptive chunks |" in text and "| multiprocessing.Pool.map |" in text
-    assert "W0 ttg_ray ray vs Pool.map" in text
+    assert "W0 ttg_ray ray vs Pool.map" in text and "W7 ttg_ray ray vs Pool.map" in text
+    assert "W7 parallel compute only vs Pool.map" in text
     # W5: every array came back bit for bit, on Ray too
     w5 = text[text.index("### W5") :]
-    systems = "multiprocessing.Pool.map, serial loop, the function itself, ttg_ray ray"
+    systems = (
+        "multiprocessing.Pool.map, parallel compute only, serial loop, the function itself, "
+        "ttg_ray ray"
+    )
     assert f"Same values from: {systems}." in w5
     assert "| python alone (serial loop) |" in text and "| multiprocessing.Pool |" in text
     raw = json.loads(next(tmp_path.glob("*-quick.json")).read_text())

@@ -1,6 +1,6 @@
-"""Built-in functions: the seed's placeholder computation, a CPU-bound one, the
-benchmarks' heavy-tailed and array-valued ones, and a fault-injecting wrapper so failure
-paths can be exercised from the CLI."""
+"""Built-in functions: the seed's placeholder computation, one line of arithmetic, a
+CPU-bound one, the benchmarks' heavy-tailed and array-valued ones, and a fault-injecting
+wrapper so failure paths can be exercised from the CLI."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def seed_placeholder(param: Any, work_ms: float = 1.0) -> float:
         time.sleep(work_ms / 1000.0)
     p = _as_int(param)
     return (p * 7 + 13) % 1000 + float(f"0.{p % 100}")
+
+
+def arithmetic(param: Any) -> float:
+    """One line of arithmetic (a tenth of a microsecond): what a sweep engine costs
+    per parameter, with nothing to hide it."""
+    return param * 0.5 + 1.0
 
 
 def cpu_bound(param: Any, work_ms: float = 5.0) -> int:
