@@ -116,10 +116,9 @@ WATCH_TICK_S = 0.05  # how often a chunk's watchdog checks its limits
 # How often the driver reads the watch mailbox: often under a limit (a stopped chunk's
 # worker is killed at once), else once a heartbeat.
 TAKE_LIMITED_S = 0.2
-# How long opening a sweep waits for a new watch actor. Its worker process starts in
-# about a second and takes most of a core while it does: inside the sweep's clock that
-# was 10 % of a 5 s sweep on 2 cores. On a cluster slow to place it, the sweep goes on
-# and heartbeats begin once it is up.
+# How long opening a sweep waits for a new watch actor. Its worker process takes about
+# 0.7 CPU-s to start: inside the sweep's clock that was 7 % of a 5 s sweep on 2 cores.
+# On a cluster slow to place it, the sweep goes on and heartbeats begin once it is up.
 WATCH_READY_S = 10.0
 KILL_WAIT_S = 300.0  # a stopped chunk's worker waits this long for the driver to kill it
 
@@ -189,10 +188,11 @@ class _Watchdog:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="ttg-watchdog")
 
     def __enter__(self) -> _Watchdog:
+        # Under a limit, beat at once, so that a worker stopped from now on is noticed;
+        # else the first beat comes after BEAT_S (an actor call costs a chunk of cheap
+        # parameters more than Ray's own task overhead).
         if self.limited:
-            self._beat()  # at once, so that a worker stopped from now on is noticed
-        # Else the first beat comes after BEAT_S: an actor call per chunk cost a chunk
-        # of cheap parameters 1.6 ms on top of Ray's 1 ms.
+            self._beat()
         self._thread.start()
         return self
 
