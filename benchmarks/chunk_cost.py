@@ -14,27 +14,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import ttg_ray
-from benchmarks.systems import chunks_of, run_list
-
-
-def ttg_ray_chunks(n: int, chunk: int) -> float:
-    sweep = ttg_ray.stream(abs, range(n), backend="ray", chunk_size=chunk, progress=False)
-    for _ in sweep.batches():
-        pass
-    return sweep.summary.duration_s
-
-
-def plain_ray_chunks(n: int, chunk: int) -> float:
-    import ray
-
-    batch = ray.remote(run_list)
-    started = time.perf_counter()
-    fn = ray.put(abs)
-    ray.get([batch.remote(fn, part) for part in chunks_of(range(n), chunk)])
-    return time.perf_counter() - started
+from benchmarks.systems import Job, ttg_ray_backend, warm_ray_tasks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,13 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # ttg_ray starts the local Ray and keeps it; the plain tasks run on the same one.
     ttg_ray.compute(abs, 2, workers=args.workers, include_dashboard=False, progress=False)
-    systems = {"ttg_ray ray": ttg_ray_chunks, "plain Ray tasks": plain_ray_chunks}
+    job = Job(abs, range(args.n), args.workers, args.chunk)
+    systems = {
+        "ttg_ray ray": ttg_ray_backend("ray", chunk_size=args.chunk),
+        "plain Ray tasks": warm_ray_tasks(args.chunk),
+    }
     for run in systems.values():  # warm both: worker processes, imports
-        run(args.n, args.chunk)
+        run(job)
     times: dict[str, list[float]] = {name: [] for name in systems}
     for _ in range(args.repeat):
         for name, run in systems.items():
-            times[name].append(run(args.n, args.chunk))
+            times[name].append(run(job).sweep_s)
     chunks = -(-args.n // args.chunk)
     print(f"{chunks} chunks of {args.chunk} trivial parameters, {args.workers} workers")
     print("| system | ms per chunk (median) | min-max |\n|---|---:|---:|")

@@ -22,22 +22,18 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import psutil
 
 from benchmarks.systems import (
     Job,
-    Timing,
     chunk_size_ttg_picks,
-    chunks_of,
     cpu_work,
-    digest,
     local_ray,
     plain_ray_tasks,
-    run_list,
     ttg_ray_backend,
+    warm_ray_tasks,
 )
 
 KINDS = ("driver", "workers", "watch actor", "ray daemons", "other processes")
@@ -130,24 +126,6 @@ SYSTEMS = {
     "plain Ray tasks of 100": plain_ray_tasks(100),
     "plain Ray tasks, chunked": plain_ray_tasks(None),
 }
-
-
-def warm_ray_tasks(per_task: int | None) -> Callable[[Job], Timing]:
-    """Plain Ray tasks on the Ray this process keeps up (``--warm``)."""
-
-    def run(job: Job) -> Timing:
-        import ray
-
-        batch = ray.remote(run_list)
-        started = time.perf_counter()
-        fn = ray.put(job.fn)
-        parts = chunks_of(job.params, per_task or job.chunk_size)
-        refs = [batch.remote(fn, part) for part in parts]
-        values = [v for part in ray.get(refs) for v in part]
-        ended_at = time.perf_counter()
-        return Timing("plain Ray tasks", job.n, 0.0, ended_at - started, digest(values), ended_at)
-
-    return run
 
 
 WARM = {

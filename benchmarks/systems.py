@@ -246,6 +246,25 @@ def plain_ray_tasks(per_task: int | None = 100) -> System:
     return run
 
 
+def warm_ray_tasks(per_task: int | None) -> System:
+    """Plain Ray tasks of ``per_task`` parameters (None: ttg_ray's chunk) on the Ray this
+    process already has up, for timing without Ray's start-up in the way."""
+
+    def run(job: Job) -> Timing:
+        import ray
+
+        batch = ray.remote(run_list)
+        started = time.perf_counter()
+        fn = ray.put(job.fn)
+        parts = chunks_of(job.params, per_task or job.chunk_size)
+        refs = [batch.remote(fn, part) for part in parts]
+        values = [v for part in ray.get(refs) for v in part]
+        ended_at = time.perf_counter()
+        return Timing("plain Ray tasks", job.n, 0.0, ended_at - started, digest(values), ended_at)
+
+    return run
+
+
 def ray_pool(chunked: bool) -> System:
     """ray.util.multiprocessing.Pool.map, the drop-in for Pool.map: its default chunksize
     (a static split, as Pool's) or ttg_ray's."""

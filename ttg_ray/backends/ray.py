@@ -128,6 +128,10 @@ class _Limits:
     timeout_s: float | None = None
     max_memory_mb: float | None = None
 
+    @property
+    def any(self) -> bool:
+        return self.timeout_s is not None or self.max_memory_mb is not None
+
 
 @ray.remote(num_cpus=0)
 class _Watch:
@@ -180,7 +184,6 @@ class _Watchdog:
     def __init__(self, watch, chunk: Chunk, space: Space, limits: _Limits, worker: str):
         self.watch, self.chunk, self.space, self.limits = watch, chunk, space, limits
         self.worker = worker
-        self.limited = limits.timeout_s is not None or limits.max_memory_mb is not None
         self.progress = Progress()
         self.main_thread = threading.get_ident()
         self.stopped = False
@@ -191,7 +194,7 @@ class _Watchdog:
         # Under a limit, beat at once, so that a worker stopped from now on is noticed;
         # else the first beat comes after BEAT_S (an actor call costs a chunk of cheap
         # parameters more than Ray's own task overhead).
-        if self.limited:
+        if self.limits.any:
             self._beat()
         self._thread.start()
         return self
@@ -204,7 +207,7 @@ class _Watchdog:
             time.sleep(KILL_WAIT_S)
 
     def _loop(self) -> None:
-        tick_s = WATCH_TICK_S if self.limited else BEAT_S
+        tick_s = WATCH_TICK_S if self.limits.any else BEAT_S
         next_beat = time.monotonic() + BEAT_S
         while not self._done.wait(tick_s):
             stop = self._over_limit()
@@ -514,8 +517,7 @@ class RayBackend(Backend):
         if self._watch is None:
             return
         if self._taking is None:
-            limited = self._limits != _Limits()
-            if now - self._last_take >= (TAKE_LIMITED_S if limited else BEAT_S):
+            if now - self._last_take >= (TAKE_LIMITED_S if self._limits.any else BEAT_S):
                 self._taking = self._watch.take.remote(self._run_id)
                 self._last_take = now
             return
