@@ -241,6 +241,17 @@ def _lines(path: Path) -> int:
 def driver_killed_resume(ctx: Ctx) -> Outcome:
     """The CLI driver is SIGKILLed when half the results are in its file, then rerun
     with --resume. Compared with a fault-free CLI run, wall to wall (start-ups in)."""
+    return _stop_driver_then_resume(ctx, signal.SIGKILL)
+
+
+def driver_ctrl_c_resume(ctx: Ctx) -> Outcome:
+    """Ctrl-C at a terminal (SIGINT to the driver's whole process group) when half the
+    results are in its file: it must exit 130 naming --resume and leave no process
+    behind; then rerun with --resume."""
+    return _stop_driver_then_resume(ctx, signal.SIGINT)
+
+
+def _stop_driver_then_resume(ctx: Ctx, sig: signal.Signals) -> Outcome:
     plain = ctx.tmp / "baseline.jsonl"
     started = time.monotonic()
     cmd = _cli(ctx, plain, calls="calls-baseline")
@@ -249,7 +260,9 @@ def driver_killed_resume(ctx: Ctx) -> Outcome:
     out = ctx.tmp / "out.jsonl"
     outcome = Outcome(out, 0.0, 0.0)
     started = time.monotonic()
-    proc = subprocess.Popen(_cli(ctx, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cli(ctx, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     while _lines(out) < ctx.n // 2 and proc.poll() is None:
         if time.monotonic() - started > ctx.timeout_s:
             break
@@ -262,10 +275,14 @@ def driver_killed_resume(ctx: Ctx) -> Outcome:
     }
     if proc.poll() is not None:
         outcome.problems.append(f"the driver ended (code {proc.returncode}) before 50%")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    faults.kill_tree_leftovers(children)
-    _purge(ctx, run_ids)
+    if sig == signal.SIGKILL:
+        os.kill(proc.pid, sig)
+        proc.wait()
+        faults.kill_tree_leftovers(children)
+        _purge(ctx, run_ids)
+    else:
+        os.killpg(proc.pid, sig)
+        outcome.problems += _check_interrupted(proc, children)
     resumed = subprocess.run(
         _cli(ctx, out, "--resume"), capture_output=True, text=True, timeout=ctx.timeout_s
     )
@@ -274,6 +291,27 @@ def driver_killed_resume(ctx: Ctx) -> Outcome:
         outcome.problems.append(f"--resume exited {resumed.returncode}: {resumed.stderr[-300:]}")
     outcome.baseline_s = baseline_s
     return outcome
+
+
+def _check_interrupted(proc: subprocess.Popen, children: list[psutil.Process]) -> list[str]:
+    """What an interrupted driver did wrong: its exit code and message, and the
+    processes it left running (killed here so the resume runs alone)."""
+    problems = []
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        problems.append("the driver was still running 60 s after Ctrl-C")
+    text = stderr.decode(errors="replace")
+    if proc.returncode != 130 or "--resume" not in text:
+        got = f"exit {proc.returncode}"
+        problems.append(f"Ctrl-C: {got}, wanted 130 naming --resume: {text[-300:]}")
+    _, alive = psutil.wait_procs(children, timeout=10)
+    if alive:
+        problems.append(f"Ctrl-C left {len(alive)} process(es) running: {alive[0].name()}")
+        faults.kill_tree_leftovers(alive, grace_s=0)
+    return problems
 
 
 def _purge(ctx: Ctx, run_ids: set[str]) -> None:
@@ -403,6 +441,7 @@ SCENARIOS: dict[str, tuple[Callable[[Ctx], Outcome], tuple[str, ...]]] = {
     "poison-chunk": (poison_chunk, ("ray", *QUEUES)),
     "bad-messages": (bad_messages, QUEUES),
     "driver-killed-resume": (driver_killed_resume, ("ray", *QUEUES)),
+    "driver-ctrl-c-resume": (driver_ctrl_c_resume, ("ray", *QUEUES)),
     "broker-restart": (broker_restart, QUEUES),
     "param-hangs": (param_hangs, ("ray", *QUEUES)),
     "param-runaway-memory": (param_runaway_memory, ("ray", *QUEUES)),

@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,40 @@ def test_ten_million_points_stream_through_completely():
     assert count == 10_000_000 and sweep.summary.processed == 10_000_000
     assert spots == pytest.approx(expected_sum)
     assert sweep.summary.duplicates_discarded == 0
+
+
+def busy_past_zero(p, marks: str):
+    if p == 0:
+        return p
+    try:  # busy, not asleep: Ray's KeyboardInterrupt does not cut a time.sleep short
+        (Path(marks) / f"started-{p}").touch()
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            pass
+    finally:  # a cancelled task ends here at once
+        (Path(marks) / f"ended-{p}").touch()
+    return p
+
+
+def _wait_for(predicate, timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_an_early_stop_cancels_the_chunks_still_running(tmp_path):
+    sweep = ttg_ray.stream(lambda p: busy_past_zero(p, str(tmp_path)), 4, chunk_size=1)
+    results = iter(sweep)  # held: a dropped iterator would stop the sweep at once
+    assert next(results) == (0, 0, 0)
+    assert _wait_for(lambda: any(tmp_path.glob("started-*")))
+    sweep.close()
+    started = {f.name.split("-")[1] for f in tmp_path.glob("started-*")}
+    ended = lambda: {f.name.split("-")[1] for f in tmp_path.glob("ended-*")}  # noqa: E731
+    assert _wait_for(lambda: ended() >= started), "a stopped sweep left its chunks running"
+    assert ttg_ray.compute(placeholder, 20, chunk_size=5).values == [
+        placeholder(i) for i in range(20)
+    ]
 
 
 def test_unpicklable_function_is_a_clear_error():
