@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections import OrderedDict
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -122,6 +123,24 @@ def test_lists_of_numbers_read_back_the_same(numbers):
     text = codec.dumps(numbers)
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not standard JSON"))
     assert same(codec.loads(text), numbers)
+
+
+@given(st.lists(st.floats(), min_size=1))
+def test_a_column_of_floats_travels_as_doubles_bit_for_bit(values):
+    data = codec.encode_column(values)
+    assert list(data) == ["$ttg", "data"] and data["$ttg"] == "floats"
+    back = codec.decode(json.loads(json.dumps(data)))
+    assert {type(v) for v in back} == {float}
+    assert struct.pack(f"<{len(back)}d", *back) == struct.pack(f"<{len(values)}d", *values)
+
+
+@pytest.mark.parametrize(
+    "values", [[], [1.5, 2], [0.5, True], [1.0, None], [np.float64(0.5), 0.25], [1.5, [2.0]]]
+)
+def test_a_column_that_is_not_all_floats_is_encoded_value_by_value(values):
+    data = codec.encode_column(values)
+    assert data == codec.encode(values)
+    assert same(codec.decode(data), expected(values))
 
 
 def test_a_float32_comes_back_equal_to_itself():
@@ -254,6 +273,22 @@ ARRAY = {"dtype": "<f8", "shape": [1], "data": "AAAAAAAAAAA="}
         (
             {"$ttg": "ndarray", **ARRAY, "dtype": "xx"},
             "malformed array: data type 'xx' not understood",
+        ),
+        (
+            {"$ttg": "floats", "data": "AAAA"},
+            "floats data of 3 bytes is not a whole number of doubles",
+        ),
+        (
+            {"$ttg": "floats", "data": "AAAA!AAAAAA="},
+            "malformed floats: Only base64 data is allowed",
+        ),
+        (
+            {"$ttg": "floats", "data": 5},
+            "malformed floats: argument should be a bytes-like object or ASCII string, not 'int'",
+        ),
+        (
+            {"$ttg": "floats", "data": "", "shape": [0]},
+            'unknown or malformed tagged value {"$ttg": "floats", "data": "", "shape": [0]}',
         ),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -146,6 +147,14 @@ def test_result_round_trip_with_failures_and_floats():
     )
     back = decode_result(encode_result(result))
     assert back == result
+
+
+def test_a_chunk_of_floats_travels_as_one_block_and_reads_back_bit_for_bit():
+    values = [0.1, -0.0, math.inf, -math.inf, math.nan, 5e-324, 1.7976931348623157e308]
+    body = encode_result(ChunkResult("r", "c", 0, 7, None, 1, values=values))
+    assert json.loads(body)["result"]["values"]["$ttg"] == "floats"
+    back = decode_result(body).values
+    assert struct.pack("<7d", *back) == struct.pack("<7d", *values)
 
 
 def test_a_value_that_is_not_json_is_refused_never_changed():

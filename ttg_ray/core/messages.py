@@ -2,7 +2,8 @@
 
 A task is ``{"v": 1, "run_id", "chunk_id", "lo", "hi", "indices"?, "attempt", "space",
 "fn", "kwargs", "setup"?, "setup_kwargs"?}`` (setup: a per-worker setup function, named
-as fn is); a result is ``{"v": 1, "result": <ChunkResult.to_dict()>}``.
+as fn is); a result is ``{"v": 1, "result": <ChunkResult.to_dict()>}``, its values a
+tagged block of doubles when they are all floats (codec.encode_column).
 Decoding is strict: anything else raises BadMessage with the reason, so a worker can
 dead-letter it without running anything. Parameters, kwargs and values travel through
 ttg_ray.core.codec, the same codec as the result file.
@@ -174,7 +175,11 @@ def _setup(data: dict) -> FunctionRef | None:
 def encode_result(result: ChunkResult) -> bytes:
     """The JSON body of a result; Unencodable if a value cannot be kept (encode_reply
     turns that into a failure of its parameter)."""
-    return _dumps({"v": VERSION, "result": result.to_dict()})
+    data = result.to_dict()
+    values = codec.encode_column(data.pop("values"))
+    encoded = {**codec.encode(data), "values": values}
+    body = {"v": VERSION, "result": encoded}
+    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
 
 
 def encode_reply(result: ChunkResult, message: TaskMessage) -> bytes:
