@@ -32,11 +32,12 @@ from ttg_ray.workloads import seed_placeholder
 n, batch = {n}, 50_000
 space = ParamRange(n)
 store = open_output({out!r}, SweepIdentity.of(seed_placeholder, space), space).store
-rows = [(i, i, seed_placeholder(i, 0)) for i in range(batch)]
+values = [seed_placeholder(i, 0) for i in range(batch)]
 started = time.perf_counter()
 for lo in range(0, n, batch):
     # the same values, shifted indices: what the runner hands the store per chunk
-    store.write([(lo + i, lo + i, v) for i, _, v in rows[: min(batch, n - lo)]], [])
+    hi = min(lo + batch, n)
+    store.write(range(lo, hi), range(lo, hi), values[: hi - lo], [])
 store.close()
 elapsed = time.perf_counter() - started
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]

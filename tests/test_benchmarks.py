@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import chaos, compare, report
+from benchmarks import chaos, compare, report, results_output
 from benchmarks.chaos_ledger import FIELDS, Ledger, count
 from benchmarks.report import Machine, ScalePoint, WorkloadResult
 from benchmarks.startup import StartupRow
@@ -222,3 +222,9 @@ def test_chaos_quick_on_the_queues(capsys, tmp_path, redis_url, amqp_url):
     assert len(lines) == 6
     raised = [line for line in lines if line["scenario"] == "param-always-raises"]
     assert all(line["failed"] == 1 for line in raised)
+
+
+def test_results_output_writes_and_reads_back_both_formats():
+    table = results_output.store_table(3000, check=True)  # check: every row read back
+    rows = table.splitlines()[4:]  # after the title, a blank line and the header
+    assert [row.split("|")[1].strip() for row in rows] == ["jsonl", "parquet"]
