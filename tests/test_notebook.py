@@ -26,16 +26,39 @@ CELLS = [
 ]
 
 
-def _run_notebook() -> tuple[list[dict], dict]:
+# Each "interrupt" cell is interrupted (as the stop button or Ctrl-C does: SIGINT to the
+# kernel) 2 s into a sweep of 6 s on two workers; Ray's driver used to abort the kernel
+# after a few of them.
+INTERRUPTED = [
+    "import os\nos.environ['RAY_AUTH_MODE'] = 'disabled'\nimport ray, ttg_ray\n"
+    "from ttg_ray import workloads",
+    "ttg_ray.compute(abs, 10, workers=2, include_dashboard=False)\n"
+    "node = ray.get_runtime_context().get_node_id()",
+    *["# interrupt\nttg_ray.compute(workloads.seed_placeholder, 12000, chunk_size=50)"] * 4,
+    "after = ttg_ray.compute(abs, 1000, workers=2, include_dashboard=False)\n"
+    "print(json.dumps({'sum': sum(after.values),\n"
+    "    'same_ray': node == ray.get_runtime_context().get_node_id()}))",
+    "ttg_ray.shutdown()",
+]
+
+
+def _run_notebook(cells: list[str] = CELLS) -> tuple[list[dict], dict]:
     try:
         import nbformat
         from nbclient import NotebookClient
     except ImportError:
         missing_service("nbclient and ipykernel (pip install -e '.[test]')")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     nb.cells[0].source = "import json\n" + nb.cells[0].source
-    client = NotebookClient(nb, timeout=180, kernel_name="python3", store_widget_state=True)
+    client = NotebookClient(
+        nb,
+        timeout_func=lambda cell: 2 if cell.source.startswith("# interrupt") else 180,
+        interrupt_on_timeout=True,
+        allow_error_names=["KeyboardInterrupt"],
+        kernel_name="python3",
+        store_widget_state=True,
+    )
     client.execute(cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
     outputs = [out for cell in nb.cells for out in cell.get("outputs", [])]
     return outputs, nb.metadata.get("widgets", {})
@@ -60,3 +83,11 @@ def test_compute_in_a_notebook_draws_a_widget_bar_and_reuses_its_ray():
     # Each bar's last frame: the sweep done, its failures counted.
     assert any("2000/2000" in bar and "0 failed" in bar for bar in bars)
     assert any("1000/1000" in bar and "0 failed" in bar for bar in bars)
+
+
+def test_interrupting_cells_leaves_the_kernel_and_its_warm_ray_working():
+    outputs, _ = _run_notebook(INTERRUPTED)
+    errors = [o["ename"] for o in outputs if o["output_type"] == "error"]
+    assert errors == ["KeyboardInterrupt"] * 4
+    printed = [o["text"] for o in outputs if o["output_type"] == "stream"]
+    assert json.loads(printed[-1]) == {"sum": 999 * 1000 // 2, "same_ray": True}
