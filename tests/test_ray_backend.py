@@ -1,5 +1,6 @@
 """The Ray backend on a real local Ray: values, failures, retries, worker death."""
 
+import logging
 import os
 import signal
 import threading
@@ -120,6 +121,29 @@ def test_an_early_stop_cancels_the_chunks_still_running(tmp_path):
     assert ttg_ray.compute(placeholder, 20, chunk_size=5).values == [
         placeholder(i) for i in range(20)
     ]
+
+
+def sleeps_past_zero(p, marks: str):
+    if p > 0:
+        (Path(marks) / f"started-{p}").touch()
+        time.sleep(120)  # in C: Ray's cancel cannot interrupt it
+    return p
+
+
+@pytest.mark.timeout(90)
+def test_the_next_sweep_kills_chunks_that_ignored_the_cancel(tmp_path, caplog):
+    sweep = ttg_ray.stream(lambda p: sleeps_past_zero(p, str(tmp_path)), 4, chunk_size=1)
+    results = iter(sweep)
+    assert next(results) == (0, 0, 0)
+    assert _wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2)  # both CPUs
+    sweep.close()
+    # Left alone, the sleepers would hold both CPUs for 2 minutes and the next sweep
+    # would wait for them (the test's time-out).
+    with caplog.at_level(logging.WARNING, logger="ttg_ray"):
+        assert ttg_ray.compute(placeholder, 20, chunk_size=5).values == [
+            placeholder(i) for i in range(20)
+        ]
+    assert "ignored the cancel" in caplog.text
 
 
 def test_unpicklable_function_is_a_clear_error():
