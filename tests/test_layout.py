@@ -26,7 +26,12 @@ ALLOWED = {
 }
 # Client libraries, and the only modules allowed to import each.
 CLIENTS = {
-    "ray": ("backends/ray.py", "backends/ray_jobs.py", "backends/ray_session.py"),
+    "ray": (
+        "backends/ray.py",
+        "backends/ray_cancel.py",
+        "backends/ray_jobs.py",
+        "backends/ray_session.py",
+    ),
     "redis": ("queues/redis_streams.py",),
     "pika": ("queues/rabbitmq.py",),
     "kubernetes": ("kube/",),

@@ -34,7 +34,7 @@ from ray.exceptions import (
 from ray.util.metrics import Counter
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ttg_ray.backends import ray_session
+from ttg_ray.backends import ray_cancel, ray_session
 from ttg_ray.backends.base import Backend, BackendOptions, RunningChunk
 from ttg_ray.backends.limits import MB, rss_mb
 from ttg_ray.config import RayConfig, WorkerContext
@@ -68,8 +68,6 @@ REQUEST_EVERY_S = 1.0
 # not come back this long after Ray declared it dead are sent once more; the first
 # result wins, the other is counted as a duplicate.
 RESEND_AFTER_NODE_DEATH_S = 15.0
-# How long a new sweep keeps killing the chunks an earlier stopped sweep left running.
-KILL_CANCELLED_S = 10.0
 
 
 def _import_failure(cause: BaseException) -> str | None:
@@ -81,53 +79,6 @@ def _import_failure(cause: BaseException) -> str | None:
             return f"{type(inner).__name__}: {inner}" if isinstance(inner, ImportError) else inner
         return None
     return f"{type(cause).__name__}: {cause}" if isinstance(cause, ImportError) else None
-
-
-# Chunks that a stopped sweep cancelled, with the Ray job they ran in: Ray's cancel
-# raises KeyboardInterrupt at the chunk's next line of Python, so one blocked in C code
-# (time.sleep, a socket read) runs on, holding its CPU, until the next sweep ends it.
-_cancelled: tuple[str, list[ray.ObjectRef]] = ("", [])
-
-
-def _cancel(refs: list[ray.ObjectRef]) -> None:
-    """Cancel the tasks of ``refs`` that have not finished. Ray 2.60's driver aborts
-    (RAY_CHECK "Tried to complete task that was not pending", exit 1) when tasks are
-    cancelled right after a KeyboardInterrupt cut a ray.wait short, as Ctrl-C does; a
-    ray.wait that runs to its end first avoided it (plain Ray, busy 2-core machine:
-    aborted within 10-45 interrupted rounds without it, none in 300 rounds with it)."""
-    global _cancelled
-    with contextlib.suppress(RayError, ValueError):
-        _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0)
-        for ref in unfinished:
-            with contextlib.suppress(RayError, ValueError):
-                ray.cancel(ref)
-        _cancelled = (ray.get_runtime_context().get_job_id(), unfinished)
-
-
-def _kill_cancelled() -> None:
-    """Kill the workers of chunks that an earlier sweep on this Ray cancelled and that
-    still run: this sweep needs their CPUs (its worker warm-up would wait for them)."""
-    global _cancelled
-    (job, refs), _cancelled = _cancelled, ("", [])
-    if not refs or job != ray.get_runtime_context().get_job_id():
-        return  # nothing left, or refs of a Ray that has since been stopped
-    with contextlib.suppress(RayError, ValueError):
-        _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
-        left, deadline = running, time.monotonic() + KILL_CANCELLED_S
-        # Sent again until they end: Ray drops a force cancel that arrives while it is
-        # still delivering the first one (seen here: the second round always took).
-        while left and time.monotonic() < deadline:
-            for ref in left:
-                with contextlib.suppress(RayError, ValueError):
-                    ray.cancel(ref, force=True)
-            _, left = ray.wait(left, num_returns=len(left), timeout=0.5)
-        if running:
-            log.warning(
-                "%d chunk(s) of a stopped sweep ignored the cancel (blocked in C code?) and "
-                "still ran: %s",
-                len(running),
-                f"{len(left)} still run" if left else "killed their workers",
-            )
 
 
 _metrics: dict[str, Counter] = {}
@@ -419,7 +370,7 @@ class RayBackend(Backend):
             )
         )
         log.info("using %s", where)
-        _kill_cancelled()
+        ray_cancel.kill_leftovers()
         try:
             self._fn = ray.put(fn)
         except Exception as err:  # cloudpickle raises many types for unpicklable closures
@@ -651,7 +602,7 @@ class RayBackend(Backend):
         # tasks still in flight (an early stop) are cancelled.
         pending, self._pending = list(self._pending), {}
         if pending and ray.is_initialized():
-            _cancel(pending)
+            ray_cancel.cancel(pending)
         self._refs.clear()
         if self._watch is not None and ray.is_initialized():
             with contextlib.suppress(RayError, ValueError):
