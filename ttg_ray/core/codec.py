@@ -94,7 +94,13 @@ def normal(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """``value`` as one line of standard JSON (no NaN literals)."""
-    return json.dumps(encode(value), allow_nan=False, separators=(",", ":"))
+    return to_json(encode(value))
+
+
+def to_json(data: Any) -> str:
+    """Data that is JSON already (what ``encode`` returns, or a record read back) as one
+    compact line of standard JSON (no NaN literals)."""
+    return json.dumps(data, allow_nan=False, separators=(",", ":"))
 
 
 def loads(text: str | bytes) -> Any:

@@ -178,8 +178,7 @@ def encode_result(result: ChunkResult) -> bytes:
     data = result.to_dict()
     values = codec.encode_column(data.pop("values"))
     encoded = {**codec.encode(data), "values": values}
-    body = {"v": VERSION, "result": encoded}
-    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    return codec.to_json({"v": VERSION, "result": encoded}).encode()
 
 
 def encode_reply(result: ChunkResult, message: TaskMessage) -> bytes:

@@ -174,5 +174,5 @@ def drop_failures(path: str | os.PathLike) -> None:
         out.write(codec.dumps(header) + "\n")
         for record in read_store(path):
             if "error" not in record:
-                out.write(json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n")
+                out.write(codec.to_json(record) + "\n")
     os.replace(tmp, path)
