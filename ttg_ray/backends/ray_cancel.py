@@ -29,7 +29,7 @@ def cancel(refs: list[ray.ObjectRef]) -> None:
     aborted within 10-45 interrupted rounds without it, none in 300 rounds with it)."""
     global _cancelled
     with contextlib.suppress(RayError, ValueError):
-        _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0)
+        unfinished = _unfinished(refs)
         for ref in unfinished:
             with contextlib.suppress(RayError, ValueError):
                 ray.cancel(ref)
@@ -44,7 +44,7 @@ def kill_leftovers() -> None:
     if not refs or job != ray.get_runtime_context().get_job_id():
         return  # nothing left, or refs of a Ray that has since been stopped
     with contextlib.suppress(RayError, ValueError):
-        _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
+        running = _unfinished(refs)
         left, deadline = running, time.monotonic() + KILL_CANCELLED_S
         # Sent again until they end: Ray drops a force cancel that arrives while it is
         # still delivering the first one (seen here: the second round took).
@@ -52,7 +52,7 @@ def kill_leftovers() -> None:
             for ref in left:
                 with contextlib.suppress(RayError, ValueError):
                     ray.cancel(ref, force=True)
-            _, left = ray.wait(left, num_returns=len(left), timeout=0.5)
+            left = _unfinished(left, timeout_s=0.5)
         if running:
             log.warning(
                 "%d chunk(s) of a stopped sweep ignored the cancel (blocked in C code?) and "
@@ -60,3 +60,11 @@ def kill_leftovers() -> None:
                 len(running),
                 f"{len(left)} still run" if left else "killed their workers",
             )
+
+
+def _unfinished(refs: list[ray.ObjectRef], timeout_s: float = 0.0) -> list[ray.ObjectRef]:
+    """Those of ``refs`` whose task has not ended ``timeout_s`` from now."""
+    if not refs:
+        return []
+    _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    return unfinished
