@@ -158,10 +158,28 @@ class Every:
         self._thread.join()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, above Ray's worker ports (10002-19999) and below the
+    kernel's ephemeral range. A port from bind(0) is ephemeral: any outgoing connection
+    (Ray opens many) may take it between this pick and the server's bind, or while a
+    server of ours restarts on it (seen in CI: RabbitMQ's boot failed, exit 0)."""
+    low = max(_ephemeral_low(), 20_100)
+    for _ in range(200):
+        port = random.randrange(20_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 20000-{low - 1} after 200 tries")
 
 
 def _wait_port(port: int, timeout_s: float) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_service
+from tests.support.brokers import free_port
 from tests.support.fake_k8s import (
     FakeKubeApi,
     forbidden,
@@ -277,16 +278,10 @@ def test_an_api_server_error_exits_3(api, capsys):
     assert (code, err) == (3, "error: the Kubernetes API server failed (503): etcd is down\n")
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("verb", ["status", "delete"])
 def test_an_unreachable_api_server_exits_3_without_a_traceback(api, capsys, tmp_path, verb):
     # Was a urllib3 MaxRetryError traceback and exit 1: it is not an OSError.
-    port = _closed_port()
+    port = free_port()
     config = api.kubeconfig(tmp_path).read_text().replace(api.url, f"http://127.0.0.1:{port}")
     (tmp_path / "kubeconfig").write_text(config)
     code, err = _fails([verb, "raycluster", "ttg-ray"], capsys)

@@ -24,18 +24,13 @@ import psutil
 import pytest
 
 from tests.conftest import missing_service
+from tests.support.brokers import free_port
 from tests.support.tools import find_tool
 from ttg_ray.engine.store import read_store
 from ttg_ray.kube.cli import main as kube_main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _healthy(url: str, path: str = "/api/gcs_healthz") -> bool:
@@ -85,14 +80,14 @@ def running_head(**auth_env: str) -> Iterator[tuple[str, int]]:
     if ray_cli is None:
         missing_service("the `ray` command (pip install 'ray[default]')")
     temp_dir = f"/tmp/ttgs-{uuid.uuid4().hex[:8]}"
-    port, dash, agent = _free_port(), _free_port(), _free_port()
+    port, dash, agent = free_port(), free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.update({"RAY_AUTH_MODE": "disabled", **auth_env})
     cmd = [
         ray_cli, "start", "--head", "--block",
         f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-        f"--ray-client-server-port={_free_port()}",
-        f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={_free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={free_port()}",
         "--num-cpus=2", "--object-store-memory=100000000", f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
     ]  # fmt: skip
@@ -172,7 +167,7 @@ def test_submit_timeout_stops_the_job(ray_head, capsys):
 
 
 def test_submit_to_unreachable_dashboard_exits_3(capsys):
-    code = kube_main(["submit", "--address", f"http://127.0.0.1:{_free_port()}", "--",
+    code = kube_main(["submit", "--address", f"http://127.0.0.1:{free_port()}", "--",
                          "--params", "1"])  # fmt: skip
     assert code == 3
     assert "cannot reach the Ray dashboard" in capsys.readouterr().err
@@ -288,8 +283,8 @@ def test_polling_gives_up_on_a_lost_dashboard_with_the_job_to_look_up():
 def test_address_wins_over_ray_address_in_the_environment(ray_head, monkeypatch, capsys):
     # A KubeRay pod sets RAY_ADDRESS to its GCS, and Ray lets RAY_ADDRESS (and
     # RAY_API_SERVER_ADDRESS) override the address a job client is given.
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
-    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", f"http://127.0.0.1:{free_port()}")
     code = kube_main(["submit", "--address", ray_head, "--", "--params", "20", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert os.environ["RAY_ADDRESS"].startswith("127.0.0.1:")  # restored afterwards

@@ -23,6 +23,7 @@ import pytest
 from conftest import missing_service
 
 import ttg_ray
+from tests.support.brokers import free_port
 from tests.support.tools import find_tool
 from ttg_ray.core.chunks import Chunk
 from ttg_ray.core.functions import FunctionRef
@@ -164,17 +165,11 @@ def test_os_system_message_is_dead_lettered_not_run(request, backend, run_id, tm
         queue.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class OwnRedis:
     """A redis-server of the test's own, with AOF, on a free port, in a temp dir."""
 
     def __init__(self, workdir):
-        self.port, self.dir = _free_port(), workdir
+        self.port, self.dir = free_port(), workdir
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
@@ -258,13 +253,12 @@ class OwnRabbit:
         (self.dir / "rabbitmq.conf").write_text("")
         for name in ("plugins", "rabbitmq.conf"):
             (self.dir / name).chmod(0o666)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         self.env = {
             **os.environ,
             "RABBITMQ_NODENAME": f"ttg{self.port}@localhost",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(_free_port()),
             "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.dir / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "plugins"),
@@ -275,15 +269,21 @@ class OwnRabbit:
 
     def start(self) -> None:
         (self.dir / "pid").unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            ["rabbitmq-server"], env=self.env, stdout=subprocess.DEVNULL, start_new_session=True
-        )
+        boot_log = self.dir / "boot.log"
+        with boot_log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["rabbitmq-server"],
+                env={**self.env, "RABBITMQ_DIST_PORT": str(free_port())},
+                stdout=out,
+                start_new_session=True,
+            )
         while True:
             try:
                 open_adapter("rabbitmq", self.url, connect_timeout_s=2).close()
                 return
             except Exception:
-                assert self.proc.poll() is None, "rabbitmq-server exited during start"
+                tail = boot_log.read_text(errors="replace")[-2000:]
+                assert self.proc.poll() is None, f"rabbitmq-server exited during start:\n{tail}"
                 time.sleep(0.2)
 
     def stop(self) -> None:

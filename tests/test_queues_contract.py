@@ -239,13 +239,12 @@ def test_wrong_redis_password(tmp_path):
     import socket
     import subprocess
 
+    from tests.support.brokers import free_port
     from tests.support.tools import find_tool
 
     if find_tool("redis-server") is None:
         missing_service("the redis-server binary")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     cmd += ["--appendonly", "no", "--dir", str(tmp_path), "--requirepass", "right-one"]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from benchmarks.faults import free_port  # the one port picker of tests and chaos runs
+
 # The Redis rights of the ttg user (README "Security"; kuberay/redis.yaml): its own keys,
 # no channels, and only the commands the adapter sends (ZRANGEBYSCORE, ZREM and XADD
 # also inside its EVALSHA script, where ACLs apply too).
@@ -35,12 +37,6 @@ REDIS_ACL_RULES = (
 RABBIT_PERMISSIONS = (r"^ttg\.", r"^(ttg\..*|amq\.default)$", r"^ttg\.")
 TTG_USER = "ttg"
 TTG_VHOST = "ttg"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
