@@ -112,10 +112,37 @@ def test_observe_smooths_and_ignores_empty_chunks():
     assert planner.per_param_s is None and not planner.waiting_for_probe
     planner.observe("x", 10, 1.0)
     assert planner.per_param_s == 0.1
-    planner.observe("y", 10, 2.0)
-    assert planner.per_param_s == pytest.approx(0.8 * 0.1 + 0.2 * 0.2)
+    planner.observe("y", 10, 2.0)  # half the parameters timed so far: weight 1/2
+    assert planner.per_param_s == pytest.approx(0.5 * 0.1 + 0.5 * 0.2)
     planner.observe("z", 10, 0.0)  # instant work still counts as a tiny time
-    assert planner.per_param_s == pytest.approx(0.8 * 0.12 + 0.2 * 1e-8)
+    share = 10 / (10 + 0.8 * 10 + 10)
+    assert planner.per_param_s == pytest.approx((1 - share) * 0.15 + share * 1e-8)
+
+
+def test_a_cold_probe_does_not_outweigh_the_chunk_after_it():
+    # Measured on a fresh Ray (W5): a 16-parameter probe at 0.43 ms a parameter (the
+    # worker's first calls), then 369 parameters at 0.152 ms. The old smoothing (the
+    # new rate at weight 0.2) said 0.37 ms; weighted by parameters it is 0.16.
+    planner = ChunkPlanner("r", [(0, 2000)], workers=2)
+    planner.observe(planner.next_chunk().chunk_id, 16, 16 * 0.00043)
+    planner.observe("c", 369, 369 * 0.000152)
+    share = 369 / (369 + 16)
+    assert planner.per_param_s == pytest.approx((1 - share) * 0.00043 + share * 0.000152)
+    assert planner.per_param_s < 0.00017
+
+
+def test_a_small_slow_chunk_moves_the_estimate_by_the_smoothing():
+    # W4's shape: cheap parameters, then the slow ones at the end of the space. A chunk
+    # of 20 slow ones is a small share of the parameters timed, yet moves the estimate
+    # by SMOOTHING (0.2), and a few more make it the slow rate's order.
+    planner = ChunkPlanner("r", [(0, 10_000)], workers=2)
+    for i in range(5):
+        planner.observe(f"cheap{i}", 500, 500 * 0.0002)
+    planner.observe("slow", 20, 20 * 0.05)
+    assert planner.per_param_s == pytest.approx(0.8 * 0.0002 + 0.2 * 0.05)
+    for i in range(3):
+        planner.observe(f"slow{i}", 20, 20 * 0.05)
+    assert planner.per_param_s > 0.025
 
 
 def test_next_size_is_the_smallest_of_target_guided_and_cap():

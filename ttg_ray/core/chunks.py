@@ -12,6 +12,15 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+# The per-parameter time is a smoothed mean: each chunk's rate moves it by SMOOTHING, so
+# one slow outlier does not swing the plan while work that grows costlier along the
+# space is followed within a few chunks; but by at least the chunk's share of the
+# parameters timed lately (that count decays by DECAY a chunk), so a probe of 16 on a
+# worker's first, cold calls (3x the steady time, measured on a fresh Ray) does not
+# outweigh the 500 parameters after it.
+SMOOTHING = 0.2
+DECAY = 0.8
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -82,6 +91,7 @@ class ChunkPlanner:
         self.max_size = max_size  # bounds the memory a chunk's results take
         self.remaining = sum(hi - lo for lo, hi in self._gaps)
         self.per_param_s: float | None = None
+        self._timed_params = 0.0  # parameters behind per_param_s, decayed (see DECAY)
         self._probes: set[str] = set()  # ids of probe chunks sent and not yet back
         self._next_id = 0
 
@@ -100,10 +110,10 @@ class ChunkPlanner:
         if size <= 0 or self.fixed_size is not None:
             return
         sample = max(compute_s / size, 1e-8)
-        if self.per_param_s is None:
-            self.per_param_s = sample
-        else:  # a smoothed mean, so a slow outlier does not swing the plan
-            self.per_param_s = 0.8 * self.per_param_s + 0.2 * sample
+        weight = max(SMOOTHING, size / (size + self._timed_params))
+        last = sample if self.per_param_s is None else self.per_param_s
+        self.per_param_s = (1 - weight) * last + weight * sample
+        self._timed_params = DECAY * self._timed_params + size
 
     def next_size(self) -> int:
         if self.fixed_size is not None:
