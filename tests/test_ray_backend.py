@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import ttg_ray
+from benchmarks.faults import descendants
 from ttg_ray import workloads
 from ttg_ray.errors import InvalidFunction, TtgError
 
@@ -144,6 +145,21 @@ def test_the_next_sweep_kills_chunks_that_ignored_the_cancel(tmp_path, caplog):
             placeholder(i) for i in range(20)
         ]
     assert "ignored the cancel" in caplog.text
+
+
+def _ray_worker_titles() -> list[str]:
+    titles = [" ".join(proc.cmdline()) for proc in descendants()]
+    return sorted(t.split()[0] for t in titles if t.startswith("ray::") and "Agent" not in t)
+
+
+def test_a_new_ray_starts_a_worker_process_per_cpu_and_the_watch_actor():
+    # Was one more: the watch actor, created while the warm-up tasks waited for their
+    # workers, made Ray start a spare worker process (13 of 15 fresh starts; 460 MB of
+    # workers' memory against 380). It is created once the warm-up is done.
+    ttg_ray.shutdown()
+    assert ttg_ray.compute(placeholder, 10, workers=2, include_dashboard=False).ok
+    time.sleep(1.0)  # a spare would have been started with the warm-up, long before
+    assert _ray_worker_titles() == ["ray::IDLE", "ray::IDLE", "ray::_Watch"]
 
 
 def test_unpicklable_function_is_a_clear_error():

@@ -382,12 +382,14 @@ class RayBackend(Backend):
         self._capacity = self._cluster_cpus()
         self._nodes = self._alive_nodes()
         self._check_memory_limit()
-        self._watch = _shared_watch()
         # Starting the worker processes (and the watch actor's) is start-up cost, not
         # sweep time. (No worker on an autoscaling cluster at zero: the sweep's demand
         # grows it.)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         nodes = ray.get([_warm_up.remote() for _ in range(cpus)])
+        # The actor after the warm-up: created while the warm-up tasks waited for their
+        # workers, it made a new Ray start a spare worker process (13 of 15 starts).
+        self._watch = _shared_watch()
         watch_up, _ = ray.wait([self._watch.ready.remote()], timeout=WATCH_READY_S)
         if not watch_up:
             log.info("the watch actor is still starting: heartbeats begin once it is up")
