@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import chaos, compare, report, results_output
+from benchmarks import chaos, compare, plan_cost, report, results_output
 from benchmarks.chaos_ledger import FIELDS, Ledger, count
 from benchmarks.report import Machine, ScalePoint, WorkloadResult
 from benchmarks.startup import StartupRow
@@ -228,3 +228,13 @@ def test_results_output_writes_and_reads_back_both_formats():
     table = results_output.store_table(3000, check=True)  # check: every row read back
     rows = table.splitlines()[4:]  # after the title, a blank line and the header
     assert [row.split("|")[1].strip() for row in rows] == ["jsonl", "parquet"]
+
+
+def test_plan_cost_times_the_four_sweeps_of_the_same_cut(capsys):
+    assert plan_cost.main(["--repeat", "1", "--workload", "W5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("W5: 2,000 parameters, each returns a numpy array")
+    assert out[1].startswith("the automatic plan cut ")
+    rows = [line.split("|")[1].strip() for line in out[4:]]
+    assert rows == list(plan_cost.ROWS)
+    assert all(float(line.split("|")[2]) > 0 for line in out[4:])
