@@ -147,6 +147,26 @@ def test_the_next_sweep_kills_chunks_that_ignored_the_cancel(tmp_path, caplog):
     assert "ignored the cancel" in caplog.text
 
 
+@pytest.mark.timeout(90)
+def test_the_next_sweep_kills_the_leftovers_of_every_stopped_sweep(tmp_path, caplog):
+    # Two sweeps open at once, each with a chunk blocked in C on one of the two CPUs,
+    # both stopped before the next sweep: it kills both (it kept only the last one's).
+    sweeps = []
+    for name in ("a", "b"):
+        marks = tmp_path / name
+        marks.mkdir()
+        sweep = ttg_ray.stream(lambda p, m=str(marks): sleeps_past_zero(p, m), 2, chunk_size=1)
+        results = iter(sweep)
+        assert next(results) == (0, 0, 0)
+        assert _wait_for(lambda m=marks: any(m.glob("started-*")))
+        sweeps.append((sweep, results))
+    for sweep, _ in sweeps:
+        sweep.close()
+    with caplog.at_level(logging.WARNING, logger="ttg_ray"):
+        assert ttg_ray.compute(placeholder, 20, chunk_size=5).ok
+    assert "2 chunk(s) of a stopped sweep ignored the cancel" in caplog.text
+
+
 def _ray_worker_titles() -> list[str]:
     titles = [" ".join(proc.cmdline()) for proc in descendants()]
     return sorted(t.split()[0] for t in titles if t.startswith("ray::") and "Agent" not in t)

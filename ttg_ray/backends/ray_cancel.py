@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 
 import ray
@@ -15,10 +16,13 @@ log = logging.getLogger(__name__)
 # How long a new sweep keeps killing the chunks an earlier stopped sweep left running.
 KILL_CANCELLED_S = 10.0
 
-# Chunks that a stopped sweep cancelled, with the Ray job they ran in: Ray's cancel
+# Chunks that stopped sweeps cancelled, with the Ray job they ran in: Ray's cancel
 # raises KeyboardInterrupt at the chunk's next line of Python, so one blocked in C code
 # (time.sleep, a socket read) runs on, holding its CPU, until the next sweep ends it.
+# Several sweeps of one process (threads, or streams left open) may stop before the
+# next one opens: all their chunks are kept.
 _cancelled: tuple[str, list[ray.ObjectRef]] = ("", [])
+_lock = threading.Lock()
 
 
 def cancel(refs: list[ray.ObjectRef]) -> None:
@@ -33,14 +37,18 @@ def cancel(refs: list[ray.ObjectRef]) -> None:
         for ref in unfinished:
             with contextlib.suppress(RayError, ValueError):
                 ray.cancel(ref)
-        _cancelled = (ray.get_runtime_context().get_job_id(), unfinished)
+        job = ray.get_runtime_context().get_job_id()
+        with _lock:
+            earlier = _cancelled[1] if _cancelled[0] == job else []
+            _cancelled = (job, earlier + unfinished)
 
 
 def kill_leftovers() -> None:
     """Kill the workers of chunks that an earlier sweep on this Ray cancelled and that
     still run: this sweep needs their CPUs (its worker warm-up would wait for them)."""
     global _cancelled
-    (job, refs), _cancelled = _cancelled, ("", [])
+    with _lock:
+        (job, refs), _cancelled = _cancelled, ("", [])
     if not refs or job != ray.get_runtime_context().get_job_id():
         return  # nothing left, or refs of a Ray that has since been stopped
     with contextlib.suppress(RayError, ValueError):
