@@ -15,13 +15,13 @@ runs on the one warm Ray unless ``--fresh`` starts a new one for each sweep, as
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
-import time
 from typing import Any
 
 import ttg_ray
 from benchmarks.compare import WORKLOADS
-from benchmarks.systems import chunk_size_ttg_picks, chunks_of, local_ray, run_list
+from benchmarks.systems import chunk_size_ttg_picks, chunks_of, local_ray, ray_tasks, run_list
 
 ROWS = ("ttg_ray, automatic plan", "plain Ray tasks, the same cut", "ttg_ray, fixed chunk",
         "plain Ray tasks, fixed chunk")  # fmt: skip
@@ -40,24 +40,21 @@ def ttg_sweep(fn: Any, n: int, workers: int, chunk_size: int | None) -> tuple[fl
 
 
 def plain_sweep(fn: Any, sizes: list[int], workers: int, fresh: bool) -> float:
-    """Plain Ray tasks of the given sizes, submitted at once and gathered with one get."""
-    ray = local_ray(workers) if fresh else __import__("ray")
+    """Plain Ray tasks of the given sizes, in index order (see systems.ray_tasks)."""
+    import ray
+
     batch = ray.remote(run_list)
-    if fresh:  # the workers up before the clock starts, as ttg_ray's warm-up does
+    if fresh:  # a Ray of its own, workers up before the clock starts (ttg_ray's warm-up)
+        local_ray(workers)
         ray.get([batch.remote(abs, [1]) for _ in range(workers)])
-    bounds, lo = [], 0
-    for size in sizes:
-        bounds.append(range(lo, lo + size))
-        lo += size
-    started = time.perf_counter()
-    ref = ray.put(fn)
-    parts = ray.get([batch.remote(ref, part) for part in bounds])
-    took = time.perf_counter() - started
-    if sum(len(p) for p in parts) != lo:
+    ends = list(itertools.accumulate(sizes))
+    parts = [range(end - size, end) for size, end in zip(sizes, ends)]
+    values, started, ended_at = ray_tasks(ray, batch, fn, parts)
+    if len(values) != sum(sizes):
         raise RuntimeError("plain Ray tasks lost values")
     if fresh:
         ray.shutdown()
-    return took
+    return ended_at - started
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -221,6 +221,16 @@ def local_ray(workers: int) -> Any:
     return ray
 
 
+def ray_tasks(ray: Any, batch: Any, fn: Fn, parts: Iterable[range]) -> tuple[list, float, float]:
+    """``fn`` over each part as one task of ``batch`` (run_list made remote), all sent at
+    once and gathered with one ray.get: the values in order, and perf_counter() when the
+    function was sent and when the last result was in."""
+    started = time.perf_counter()
+    ref = ray.put(fn)
+    done = ray.get([batch.remote(ref, part) for part in parts])
+    return [v for part in done for v in part], started, time.perf_counter()
+
+
 def plain_ray_tasks(per_task: int | None = 100) -> System:
     """What a user writes by hand: one Ray task per ``per_task`` parameters (None: the
     chunk size ttg_ray picks), then one ray.get of them all."""
@@ -232,11 +242,7 @@ def plain_ray_tasks(per_task: int | None = 100) -> System:
         try:
             batch = ray.remote(run_list)
             ray.get([batch.remote(abs, [1]) for _ in range(job.workers)])
-            started = time.perf_counter()
-            fn = ray.put(job.fn)
-            refs = [batch.remote(fn, part) for part in chunks_of(job.params, size)]
-            values = [v for part in ray.get(refs) for v in part]
-            ended_at = time.perf_counter()
+            values, started, ended_at = ray_tasks(ray, batch, job.fn, chunks_of(job.params, size))
         finally:
             ray.shutdown()
         return Timing(
@@ -253,13 +259,8 @@ def warm_ray_tasks(per_task: int | None) -> System:
     def run(job: Job) -> Timing:
         import ray
 
-        batch = ray.remote(run_list)
-        started = time.perf_counter()
-        fn = ray.put(job.fn)
         parts = chunks_of(job.params, per_task or job.chunk_size)
-        refs = [batch.remote(fn, part) for part in parts]
-        values = [v for part in ray.get(refs) for v in part]
-        ended_at = time.perf_counter()
+        values, started, ended_at = ray_tasks(ray, ray.remote(run_list), job.fn, parts)
         return Timing("plain Ray tasks", job.n, 0.0, ended_at - started, digest(values), ended_at)
 
     return run
